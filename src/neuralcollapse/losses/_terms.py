@@ -1,0 +1,60 @@
+"""Loss-term registry: the named terms an :class:`~neuralcollapse.losses.Objective` is built from.
+
+A term is an ``nn.Module`` whose ``forward(output: HeadOutput, target, **context)`` returns a scalar.
+Hyperparameters go to ``__init__`` (defaults = the papers' defaults, defined once in the loss module); the
+optional ``context`` carries per-step inputs some terms read (``anticlass_target`` for soft OCCE targets,
+``epoch``/``num_epochs`` for cyclical focal loss). A term declares the context keys it reads in
+``context_keys``; the objective passes it those and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from .._registry import Registry
+from ..types import HeadOutput
+
+__all__ = ["TERMS", "LossTerm", "create_term", "register_term", "term_names"]
+
+TERMS: Registry[type[LossTerm]] = Registry("loss term")
+
+
+def register_term(name: str, *, aliases: tuple[str, ...] = ()):
+    """Class decorator registering a :class:`LossTerm` subclass under ``name``."""
+    return TERMS.register(name, aliases=aliases)
+
+
+def create_term(name: str, **kwargs: Any) -> LossTerm:
+    """Build the registered term ``name`` with hyperparameters ``kwargs``."""
+    return TERMS.create(name, **kwargs)
+
+
+def term_names() -> list[str]:
+    """Names of all registered loss terms."""
+    return TERMS.names()
+
+
+class LossTerm(nn.Module):
+    """Base class of the objective's terms: ``forward(output, target, **context) -> scalar``.
+
+    Subclasses implement :meth:`compute`; ``forward`` filters ``context`` to ``context_keys``.
+    ``needs`` names the :class:`HeadOutput` fields the term reads (checked, with a clear error).
+    """
+
+    context_keys: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[tuple[str, ...]] = ("logits",)
+
+    def forward(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
+        for field_name in self.needs:
+            if getattr(output, field_name, None) is None:
+                raise ValueError(
+                    f"loss term {type(self).__name__} needs the head output's `{field_name}`, which this "
+                    f"head does not provide; use a head that returns it"
+                )
+        kwargs = {k: v for k, v in context.items() if k in self.context_keys and v is not None}
+        return self.compute(output, target, **kwargs)
+
+    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:  # pragma: no cover
+        raise NotImplementedError

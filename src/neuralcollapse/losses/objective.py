@@ -1,0 +1,170 @@
+"""``Objective``: a weighted sum of named loss terms (DESIGN.md, "The core contract").
+
+Examples of specs: ``"ce+occe"`` (the OCCE paper's Eq. 8 with γ = 1), ``"ce+0.1*occe"`` (γ = 0.1, the OOD
+setting), ``"focal+occe"``, ``"ce+1e-2*lpc"``, ``"ntce"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from ..types import HeadOutput
+from ._terms import TERMS, LossTerm, create_term
+
+__all__ = ["Objective", "ObjectiveOutput", "parse_objective"]
+
+_NUMBER = r"[+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TERM_RE = re.compile(rf"^(?:(?P<w1>{_NUMBER})\s*\*\s*)?(?P<name>[A-Za-z_][\w\-]*)(?:\s*\*\s*(?P<w2>{_NUMBER}))?$")
+
+
+class ObjectiveOutput(NamedTuple):
+    """``total`` (scalar with gradient) and ``parts``: each term's *unweighted* value, detached."""
+
+    total: Tensor
+    parts: dict[str, Tensor]
+
+
+def parse_objective(spec: str) -> list[tuple[str, float]]:
+    """Parse ``"ce+0.1*occe"`` into ``[("ce", 1.0), ("occe", 0.1)]`` (canonical term names).
+
+    Grammar: terms joined by ``+``; each term ``name``, ``weight*name`` or ``name*weight``; weights are
+    non-negative decimal numbers (``1e-3`` allowed). Unknown names raise ``ValueError`` listing the
+    registered terms; a repeated term raises.
+
+    Example:
+        >>> parse_objective("ce + 0.1*occe")
+        [('ce', 1.0), ('occe', 0.1)]
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"objective spec must be a str; got {type(spec).__name__}")
+    if not spec.strip():
+        raise ValueError("objective spec is empty; expected e.g. 'ce+occe' or 'ce+0.1*occe'")
+    # Split on '+' that is not part of an exponent (1e+3).
+    pieces = re.split(r"(?<![eE])\+", spec)
+    terms: list[tuple[str, float]] = []
+    for raw in pieces:
+        piece = raw.strip()
+        m = _TERM_RE.match(piece)
+        if not m or (m.group("w1") and m.group("w2")):
+            raise ValueError(
+                f"cannot parse objective term {piece!r} in {spec!r}; expected 'name', 'weight*name' "
+                f"(e.g. '0.1*occe'); registered terms: {', '.join(TERMS.names())}"
+            )
+        weight = float(m.group("w1") or m.group("w2") or 1.0)
+        terms.append((TERMS.resolve(m.group("name")), weight))
+    names = [n for n, _ in terms]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"objective spec {spec!r} repeats term(s) {', '.join(dupes)}; give each term once")
+    return terms
+
+
+class Objective(nn.Module):
+    """Weighted sum of registered loss terms; returns the total and the unweighted parts.
+
+    L = Σ_t w_t · L_t(output, target). The OCCE paper's unified objective (Katsikas et al., TNNLS 2025,
+    Eq. 8) is ``Objective.parse("ce+occe")``; any base loss composes the same way (``"focal+occe"``).
+
+    Args:
+        terms: a spec string, or a sequence of names or ``(name, weight)`` pairs.
+        term_kwargs: per-term hyperparameters, e.g. ``{"focal": {"gamma": 3.0}}``.
+
+    Example:
+        >>> import torch
+        >>> from neuralcollapse.types import HeadOutput
+        >>> obj = Objective.parse("ce+0.5*occe")
+        >>> out = HeadOutput(logits=torch.randn(8, 5), features=torch.randn(8, 3))
+        >>> total, parts = obj(out, torch.randint(0, 5, (8,)))
+        >>> sorted(parts)
+        ['ce', 'occe']
+    """
+
+    def __init__(
+        self,
+        terms: str | Sequence[str | tuple[str, float]],
+        term_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        pairs = self._normalise_terms(terms)
+        kwargs = {TERMS.resolve(k): dict(v) for k, v in (term_kwargs or {}).items()}
+        unused = sorted(set(kwargs) - {n for n, _ in pairs})
+        if unused:
+            raise ValueError(f"`term_kwargs` given for term(s) not in the objective: {', '.join(unused)}")
+        self.terms = nn.ModuleDict({name: create_term(name, **kwargs.get(name, {})) for name, _ in pairs})
+        self._weights: dict[str, float] = dict(pairs)
+
+    @staticmethod
+    def _normalise_terms(terms: str | Sequence[str | tuple[str, float]]) -> list[tuple[str, float]]:
+        if isinstance(terms, str):
+            return parse_objective(terms)
+        if not isinstance(terms, Iterable):
+            raise TypeError(f"`terms` must be a str or a sequence of (name, weight); got {type(terms).__name__}")
+        pairs: list[tuple[str, float]] = []
+        for item in terms:
+            name, weight = (item, 1.0) if isinstance(item, str) else tuple(item)
+            weight = float(weight)
+            if not weight >= 0 or weight == float("inf"):
+                raise ValueError(f"weight of term {name!r} must be finite and >= 0; got {weight}")
+            pairs.append((TERMS.resolve(name), weight))
+        if not pairs:
+            raise ValueError("`terms` is empty; an objective needs at least one term")
+        names = [n for n, _ in pairs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"`terms` repeats a term: {names}")
+        return pairs
+
+    @classmethod
+    def parse(cls, spec: str, **term_kwargs: Mapping[str, Any]) -> Objective:
+        """Build from a spec string; keyword arguments are per-term hyperparameters."""
+        return cls(spec, term_kwargs=term_kwargs)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Current weight of each term (copy)."""
+        return dict(self._weights)
+
+    def set_weight(self, name: str, weight: float) -> None:
+        """Change a term's weight (e.g. the LPC γ schedule or a margin ramp between epochs)."""
+        key = TERMS.resolve(name)
+        if key not in self._weights:
+            raise ValueError(f"term {name!r} is not in this objective ({', '.join(self._weights)})")
+        weight = float(weight)
+        if not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"`weight` must be finite and >= 0; got {weight}")
+        self._weights[key] = weight
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in TERMS and TERMS.resolve(name) in self._weights
+
+    def term(self, name: str) -> LossTerm:
+        return self.terms[TERMS.resolve(name)]
+
+    @property
+    def spec(self) -> str:
+        return "+".join(n if w == 1.0 else f"{w:g}*{n}" for n, w in self._weights.items())
+
+    def forward(self, output: HeadOutput, target: Tensor, **context: Any) -> ObjectiveOutput:
+        if not isinstance(output, HeadOutput):
+            raise TypeError(f"`output` must be a HeadOutput; got {type(output).__name__}")
+        total: Tensor | None = None
+        parts: dict[str, Tensor] = {}
+        for name, term in self.terms.items():
+            value = term(output, target, **context)
+            parts[name] = value.detach()
+            weight = self._weights[name]
+            if weight == 0.0:
+                continue
+            weighted = value * weight
+            total = weighted if total is None else total + weighted
+        if total is None:  # every weight is zero: a graph-connected zero
+            total = output.logits.sum() * 0.0
+        return ObjectiveOutput(total, parts)
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec!r}"
+
+
