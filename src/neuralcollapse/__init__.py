@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._validation import validation
-from .types import HeadOutput
+from .output import HeadOutput
 
 __version__ = "0.1.0"
 

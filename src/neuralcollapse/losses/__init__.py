@@ -7,6 +7,7 @@ AdaFocal), ``normalized`` (NormFace, NTCE, NONL), ``contrastive`` (SupCon), ``ma
 """
 
 from ._terms import TERMS, LossTerm, create_term, register_term, term_names
+from .anticlass import *  # noqa: F403
 from .complement import *  # noqa: F403
 from .contrastive import *  # noqa: F403
 from .cross_entropy import *  # noqa: F403
@@ -18,7 +19,7 @@ from .objective import Objective, ObjectiveOutput, parse_objective
 from .occe import *  # noqa: F403
 from .prototype import *  # noqa: F403
 
-from . import complement, contrastive, cross_entropy, focal, lpc, margin, normalized, occe, prototype  # noqa: I001, E402
+from . import anticlass, complement, contrastive, cross_entropy, focal, lpc, margin, normalized, occe, prototype  # noqa: I001, E402
 
 __all__ = [
     "TERMS",
@@ -29,6 +30,7 @@ __all__ = [
     "parse_objective",
     "register_term",
     "term_names",
+    *anticlass.__all__,
     *complement.__all__,
     *contrastive.__all__,
     *cross_entropy.__all__,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from .._registry import Registry
-from ..types import HeadOutput
+from ..output import HeadOutput
 
 __all__ = ["TERMS", "LossTerm", "create_term", "register_term", "term_names"]
 

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from ..types import HeadOutput
+from ..output import HeadOutput
 from ._terms import TERMS, LossTerm, create_term
 
 __all__ = ["Objective", "ObjectiveOutput", "parse_objective"]
@@ -75,7 +75,7 @@ class Objective(nn.Module):
 
     Example:
         >>> import torch
-        >>> from neuralcollapse.types import HeadOutput
+        >>> from neuralcollapse.output import HeadOutput
         >>> obj = Objective.parse("ce+0.5*occe")
         >>> out = HeadOutput(logits=torch.randn(8, 5), features=torch.randn(8, 3))
         >>> total, parts = obj(out, torch.randint(0, 5, (8,)))
