@@ -9,7 +9,6 @@ Subpackages are imported on first use: ``import neuralcollapse as nc; nc.losses.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from ._validation import validation
 from .output import HeadOutput
@@ -31,9 +30,6 @@ _SUBPACKAGES = (
     "bench",
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from . import bench, data, experiments, heads, losses, metrics, models, ood, openset, robustness, schedules
-    from . import training
 
 
 def __getattr__(name: str):

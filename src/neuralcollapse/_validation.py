@@ -22,13 +22,13 @@ __all__ = [
     "as_tensor",
     "check_choice",
     "check_finite",
+    "check_labels",
     "check_logits_target",
     "check_matrix",
     "check_positive",
     "check_probability",
     "check_same_length",
     "check_tensor",
-    "check_labels",
     "data_checks_enabled",
     "validation",
 ]
@@ -74,10 +74,10 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None) -> Tensor:
     """Accept a tensor, a NumPy array or a sequence; return a tensor (no copy for tensors)."""
     if isinstance(x, Tensor):
         return x if dtype is None else x.to(dtype)
-    if isinstance(x, np.ndarray | list | tuple) or np.isscalar(x):
+    if isinstance(x, np.ndarray | list | tuple) or (np.isscalar(x) and not isinstance(x, str | bytes)):
         arr = np.asarray(x)
-        if arr.dtype == object:
-            raise TypeError(f"`{name}` must be numeric; got an object array")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"`{name}` must be numeric; got an array of dtype {arr.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(arr))
         return t if dtype is None else t.to(dtype)
     raise TypeError(f"`{name}` must be a torch.Tensor or numpy array; got {type(x).__name__}")

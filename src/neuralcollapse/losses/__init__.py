@@ -6,6 +6,18 @@ AdaFocal), ``normalized`` (NormFace, NTCE, NONL), ``contrastive`` (SupCon), ``ma
 ``lpc`` (latent point collapse penalty), ``prototype`` (prototype alignment, dot-regression).
 """
 
+from . import (
+    anticlass,
+    complement,
+    contrastive,
+    cross_entropy,
+    focal,
+    lpc,
+    margin,
+    normalized,
+    occe,
+    prototype,
+)
 from ._terms import TERMS, LossTerm, create_term, register_term, term_names
 from .anticlass import *  # noqa: F403
 from .complement import *  # noqa: F403
@@ -18,8 +30,6 @@ from .normalized import *  # noqa: F403
 from .objective import Objective, ObjectiveOutput, parse_objective
 from .occe import *  # noqa: F403
 from .prototype import *  # noqa: F403
-
-from . import anticlass, complement, contrastive, cross_entropy, focal, lpc, margin, normalized, occe, prototype  # noqa: I001, E402
 
 __all__ = [
     "TERMS",

@@ -26,7 +26,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "NeuralCollapse",
+    "NeuralCollapse",  # noqa: F405
     *effective_rank.__all__,
     *independence.__all__,
     *jacobian.__all__,
