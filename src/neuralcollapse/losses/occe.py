@@ -1,3 +1,446 @@
-"""(being written)"""
+"""One-cold cross-entropy (OCCE), reverse cross-entropy (RCE) and the fused CE + OCCE pass.
 
-__all__: list[str] = []
+Paper: D. Katsikas, N. Passalis, A. Tefas, "Inducing Neural Collapse via Anticlasses and One-Cold
+Cross-Entropy Loss", IEEE TNNLS 2025 (doi 10.1109/TNNLS.2025.3580892); equation numbers follow the ICLR 2025
+submission "Learning anti-classes with one-cold cross entropy loss". Official code: cidl-auth/anticlasses.
+
+The anti-class of class k is "every class but k"; a sample of class c belongs to every anti-class except its
+own. With anti-class activations z̄ = −z (single head) the anti-class distribution is q = softmax(−z), and OCCE
+is the divergence between the one-cold target ȳ (ȳ_c = 0, ȳ_j = 1/(K−1)) and q. The library reports the
+**KL form** (0 at the optimum); the paper's cross-entropy form is larger by the constant H(ȳ) = log(K−1).
+RCE (Pang et al., NeurIPS 2018) is the same loss with the sign of the logits flipped: OCCE(z) = RCE(−z) − log(K−1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .._validation import (
+    check_choice,
+    check_finite,
+    check_labels,
+    check_positive,
+    check_tensor,
+    data_checks_enabled,
+    validation,
+)
+from ..output import HeadOutput
+from ._common import DEFAULT_IGNORE_INDEX, flatten_class_dim, prepare_logits_target, reduce_loss
+from ._terms import register_term
+from .cross_entropy import _ClassWeighted, _LogitTerm
+
+__all__ = ["OCCELoss", "RCELoss", "ce_occe", "occe", "rce"]
+
+#: The official code's additive constant inside the log, log((K−1)·q_j + 1e−7) (cidl-auth/anticlasses).
+OFFICIAL_EPS = 1e-7
+#: Tolerance on the row sums of a soft anti-class target (methods.md §2.3).
+ANTICLASS_SUM_TOL = 1e-4
+#: Largest true-class mass tolerated in a soft anti-class target (methods.md §2.3).
+ANTICLASS_TRUE_CLASS_TOL = 1e-6
+#: Reductions the fused CE + OCCE pass supports (it returns scalars).
+FUSED_REDUCTIONS = ("mean", "sum")
+
+
+# --------------------------------------------------------------------------------------------------------
+# OCCE, RCE
+# --------------------------------------------------------------------------------------------------------
+
+
+def _check_anticlass_target(q: Any, logits: Tensor, target: Tensor, valid: Tensor, safe_t: Tensor) -> Tensor:
+    """Validate a soft anti-class target and flatten it like the logits: (M, K)."""
+    check_tensor(q, "anticlass_target", floating=True, finite=True)
+    if tuple(q.shape) != tuple(logits.shape):
+        raise ValueError(
+            f"`anticlass_target` must have the logits' shape {tuple(logits.shape)}; got {tuple(q.shape)}"
+        )
+    q_flat, _, _ = flatten_class_dim(q, target)
+    if data_checks_enabled():
+        if bool((q_flat < 0).any()):
+            raise ValueError(f"`anticlass_target` must be >= 0; got a minimum of {float(q_flat.min()):.3g}")
+        rows = q_flat[valid]
+        if rows.numel():
+            sums = rows.sum(dim=1)
+            worst = float((sums - 1).abs().max())
+            if worst > ANTICLASS_SUM_TOL:
+                raise ValueError(
+                    f"`anticlass_target` rows must sum to 1 (tolerance {ANTICLASS_SUM_TOL:g}); "
+                    f"got a row sum off by {worst:.3g}"
+                )
+            true_mass = rows.gather(1, safe_t[valid].unsqueeze(1))
+            if float(true_mass.max()) > ANTICLASS_TRUE_CLASS_TOL:
+                raise ValueError(
+                    "`anticlass_target` must be one-cold: 0 at each sample's true class (tolerance "
+                    f"{ANTICLASS_TRUE_CLASS_TOL:g}); got a true-class entry of {float(true_mass.max()):.3g}"
+                )
+    return q_flat
+
+
+def occe(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    anticlass_target: Tensor | None = None,
+    weight: Tensor | None = None,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    eps: float | None = None,
+) -> Tensor:
+    """One-cold cross-entropy, KL form: OCCE = KL(ȳ ‖ softmax(−z)).
+
+    Katsikas, Passalis, Tefas, TNNLS 2025, Eqs. 1, 3, 4 (uniform one-cold target ȳ_c = 0, ȳ_j = 1/(K−1))::
+
+        OCCE_i = −log(K−1) − (1/(K−1)) Σ_{j≠c} log softmax(−z_i)_j          (≥ 0, = 0 iff q uniform off c)
+
+    With a soft target q* (Appendix A.1.1, Eqs. 9–10; built by
+    :func:`~neuralcollapse.losses.instance_anticlass_target` / ``class_anticlass_target``)::
+
+        OCCE_i = Σ_j q*_j (log q*_j − log softmax(−z_i)_j)                  (xlogy, 0·log 0 = 0)
+
+    Gradient (Eq. 5): ∂OCCE_i/∂z = ȳ − softmax(−z) (q* − softmax(−z) for a soft target), divided by N for
+    ``reduction="mean"``. Computed with ``log_softmax(−z)``: exact at any logit scale. For K = 2 it equals
+    the cross-entropy exactly. The paper's CE form is this value + log(K−1) (same gradient).
+
+    Args:
+        logits: (N, K) or (N, K, d1, ...) class logits z (for the dual head pass −z̄, the negated anti-class
+            activations); floating, finite; K ≥ 2. Half precision is computed in float32.
+        target: (N,) or (N, d1, ...) integer class indices in [0, K) (or ``ignore_index``).
+        anticlass_target: optional soft anti-class target q*, same shape as ``logits``; ≥ 0, rows summing to 1
+            (tolerance 1e−4), zero at the true class (tolerance 1e−6). None = uniform one-cold target.
+        weight: optional (K,) class weights, applied per sample as w_{y_i} exactly like ``F.cross_entropy``.
+        ignore_index: target value that contributes neither loss nor gradient (default −100).
+        reduction: ``"mean"`` (sum over classes, mean over samples — the official code's), ``"sum"`` or
+            ``"none"``.
+        eps: None (default) = exact. ``1e-7`` reproduces the official code bit for bit,
+            −(1/(K−1)) Σ_{j≠c} log((K−1)·softmax(−z)_j + eps), which caps each term at −log(eps) and loses the
+            gradient of saturated entries at large |z|; uniform target only.
+
+    Returns:
+        Scalar (or the batch shape for ``reduction="none"``), float32 for half inputs.
+
+    Raises:
+        ValueError: K = 1 (the official code divides by zero), wrong shapes, labels out of range, NaN/Inf,
+            empty batch, an invalid soft target, ``eps`` with a soft target, bad ``reduction``.
+        TypeError: non-floating logits / soft target, non-integer target.
+
+    Example:
+        >>> import torch
+        >>> y = torch.tensor([0])
+        >>> round(float(occe(torch.zeros(1, 3), y)), 4)  # q = 1/3 everywhere: log(3/2)
+        0.4055
+        >>> abs(float(occe(torch.tensor([[30.0, 0.0, 0.0]]), y))) < 1e-6  # q → (0, 1/2, 1/2): optimum
+        True
+    """
+    z, t, valid, batch_shape = prepare_logits_target(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    )
+    num_classes = z.shape[1]
+    if eps is not None:
+        eps = check_positive(eps, "eps")
+        if anticlass_target is not None:
+            raise ValueError(
+                "`eps` (the official +1e-7 form) supports only the uniform one-cold target; "
+                "pass eps=None with `anticlass_target`"
+            )
+        # The official expression, operation for operation (cidl-auth/anticlasses, losses.py, OCCELoss).
+        ycomp = (num_classes - 1) * F.softmax(-z, dim=1)
+        onecold = torch.ones_like(z).scatter(1, t.unsqueeze(1), 0.0)
+        per_sample = -1 / (num_classes - 1) * torch.sum(onecold * torch.log(ycomp + eps), dim=1)
+    else:
+        log_q = F.log_softmax(-z, dim=1)
+        if anticlass_target is None:
+            off_target = log_q.sum(dim=1) - log_q.gather(1, t.unsqueeze(1)).squeeze(1)
+            per_sample = -math.log(num_classes - 1) - off_target / (num_classes - 1)
+        else:
+            q_star = _check_anticlass_target(anticlass_target, logits, target, valid, t).to(z.dtype)
+            per_sample = (torch.xlogy(q_star, q_star) - q_star * log_q).sum(dim=1)
+    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+
+def rce(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+) -> Tensor:
+    """Reverse cross-entropy: RCE(z, c) = −(1/(K−1)) Σ_{j≠c} log softmax(z)_j.
+
+    T. Pang, C. Du, Y. Dong, J. Zhu, "Towards Robust Detection of Adversarial Examples", NeurIPS 2018, Eq. 3
+    (the cross-entropy with the reverse label vector). A network trained with RCE predicts with **negated**
+    logits (argmin z, or argmax of −z). RCE(z) = OCCE(−z) + log(K−1) (methods.md §2.1), so the "RCE" baseline
+    of the OCCE paper (Tables 1, 3, 5) is equivalently the objective ``"occe"`` alone with the usual argmax.
+
+    Args:
+        logits: (N, K) or (N, K, d1, ...) floating, finite; K ≥ 2.
+        target: integer class indices.
+        weight, ignore_index, reduction: as :func:`occe`.
+
+    Returns:
+        Scalar (or the batch shape for ``reduction="none"``), ≥ log(K−1).
+
+    Raises:
+        ValueError / TypeError: as :func:`occe`.
+
+    Example:
+        >>> import torch
+        >>> z, y = torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([0])
+        >>> bool(torch.isclose(rce(-z, y), occe(z, y) + torch.log(torch.tensor(2.0))))
+        True
+    """
+    z, t, valid, batch_shape = prepare_logits_target(
+        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    )
+    log_p = F.log_softmax(z, dim=1)
+    off_target = log_p.sum(dim=1) - log_p.gather(1, t.unsqueeze(1)).squeeze(1)
+    per_sample = -off_target / (z.shape[1] - 1)
+    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+
+# --------------------------------------------------------------------------------------------------------
+# fused CE + OCCE
+# --------------------------------------------------------------------------------------------------------
+
+
+def _raise_not_finite() -> None:
+    raise ValueError("`logits` contains NaN or Inf value(s)")
+
+
+class _FusedCEOCCE(torch.autograd.Function):
+    """Per-row weighted sums Σ_i r_i·CE_i and Σ_i r_i·OCCE_i in one pass, with the analytic gradient.
+
+    Forward: p = softmax(z), q = softmax(−z) (two vectorised kernels); the log-normalisers follow exactly from
+    their largest entries, LSE(z) = max z − log max p and LSE(−z) = −min z − log max q (max p = 1/Σ exp(z − max z)
+    is never small). Then CE_i = LSE(z_i) − z_ic and, since Σ_{j≠c} log q_j = −(S_i − z_ic) − (K−1)·LSE(−z_i)
+    with S_i = Σ_j z_ij, OCCE_i = LSE(−z_i) + (S_i − z_ic)/(K−1) − log(K−1).
+    Backward: ∂/∂z_i = r_i·[g_ce·(p_i − e_c) + g_occe·(ȳ_i − q_i)] — p and q are reused in place, so the
+    backward pass costs two elementwise sweeps (recomputed if the graph is walked a second time).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor]:
+        num_classes = z.shape[1]
+        p = torch.softmax(z, dim=1)
+        q = torch.softmax(z.neg(), dim=1)
+        z_max = z.amax(dim=1)
+        z_min = z.amin(dim=1)
+        # amax/amin propagate NaN: one cheap (M,) test instead of an (M, K) isfinite sweep.
+        if data_checks_enabled() and not bool(torch.isfinite(z_max + z_min).all()):
+            _raise_not_finite()
+        lse_pos = z_max - torch.log(p.amax(dim=1))
+        lse_neg = -z_min - torch.log(q.amax(dim=1))
+        z_true = z.gather(1, target.unsqueeze(1)).squeeze(1)
+        ce_rows = lse_pos - z_true
+        occe_rows = lse_neg + (z.sum(dim=1) - z_true) / (num_classes - 1) - math.log(num_classes - 1)
+        ctx.save_for_backward(z, target, row_weight)
+        ctx.softmaxes = (p, q)
+        return (ce_rows * row_weight).sum(), (occe_rows * row_weight).sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_ce: Tensor, grad_occe: Tensor) -> tuple[Tensor, None, None]:
+        z, target, row_weight = ctx.saved_tensors
+        num_classes = z.shape[1]
+        if ctx.softmaxes is not None:
+            p, q = ctx.softmaxes
+            ctx.softmaxes = None  # consumed in place below; a second backward recomputes them
+        else:
+            p, q = torch.softmax(z, dim=1), torch.softmax(z.neg(), dim=1)
+        a = (row_weight * grad_ce).unsqueeze(1)
+        b = (row_weight * grad_occe).unsqueeze(1)
+        c = b / (num_classes - 1)
+        grad = p.mul_(a).add_(c).addcmul_(q, b, value=-1.0)
+        grad.scatter_add_(1, target.unsqueeze(1), -(a + c))
+        return grad, None, None
+
+
+def _fused_values(z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pure-tensor forward of the compiled path: (Σ r·CE, Σ r·OCCE, LSE(z), LSE(−z))."""
+    num_classes = z.shape[1]
+    lse_pos = torch.logsumexp(z, dim=1)
+    lse_neg = torch.logsumexp(-z, dim=1)
+    z_true = z.gather(1, target.unsqueeze(1)).squeeze(1)
+    ce_rows = lse_pos - z_true
+    occe_rows = lse_neg + (z.sum(dim=1) - z_true) / (num_classes - 1) - math.log(num_classes - 1)
+    return (ce_rows * row_weight).sum(), (occe_rows * row_weight).sum(), lse_pos, lse_neg
+
+
+def _fused_grad(
+    z: Tensor,
+    target: Tensor,
+    row_weight: Tensor,
+    lse_pos: Tensor,
+    lse_neg: Tensor,
+    grad_ce: Tensor,
+    grad_occe: Tensor,
+) -> Tensor:
+    """Pure-tensor backward of the compiled path: r·[g_ce·(p − e_c) + g_occe·(ȳ − q)]."""
+    num_classes = z.shape[1]
+    a = (row_weight * grad_ce).unsqueeze(1)
+    b = (row_weight * grad_occe).unsqueeze(1)
+    c = b / (num_classes - 1)
+    grad = torch.exp(z - lse_pos.unsqueeze(1)) * a - torch.exp(-z - lse_neg.unsqueeze(1)) * b + c
+    return grad - F.one_hot(target, num_classes).to(z.dtype) * (a + c)
+
+
+_COMPILED: dict[str, Callable[..., Any]] = {}
+
+
+def _compiled(name: str) -> Callable[..., Any]:
+    """``torch.compile`` of the pure forward/backward, built on first use (compilation takes seconds)."""
+    if name not in _COMPILED:
+        fn = {"values": _fused_values, "grad": _fused_grad}[name]
+        _COMPILED[name] = torch.compile(fn, dynamic=None)
+    return _COMPILED[name]
+
+
+class _CompiledCEOCCE(torch.autograd.Function):
+    """Same contract as :class:`_FusedCEOCCE`, with both passes generated by ``torch.compile``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor]:
+        ce, oc, lse_pos, lse_neg = _compiled("values")(z, target, row_weight)
+        if data_checks_enabled() and not bool(torch.isfinite(lse_pos + lse_neg).all()):
+            _raise_not_finite()
+        ctx.save_for_backward(z, target, row_weight, lse_pos, lse_neg)
+        return ce, oc
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_ce: Tensor, grad_occe: Tensor) -> tuple[Tensor, None, None]:
+        z, target, row_weight, lse_pos, lse_neg = ctx.saved_tensors
+        return _compiled("grad")(z, target, row_weight, lse_pos, lse_neg, grad_ce, grad_occe), None, None
+
+
+def ce_occe(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | None = None,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+    compile: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Cross-entropy and uniform OCCE of the same logits in one fused pass: returns ``(ce, occe)``.
+
+    The two terms of the OCCE paper's unified objective L = CE + γ·OCCE (Katsikas et al., TNNLS 2025, Eq. 8);
+    values and gradients equal ``cross_entropy(...)`` and ``occe(...)`` with the same options (to rounding),
+    at roughly the cost of one cross-entropy: the forward shares softmax(z)/softmax(−z) between value and
+    gradient, and the backward is the closed form r_i·[g_ce·(p − e_y) + g_occe·(ȳ − softmax(−z))] (Eq. 5).
+    :class:`~neuralcollapse.losses.Objective` uses it automatically for ``"ce+γ*occe"``.
+
+    Only first derivatives are available (``once_differentiable``). The check for NaN/Inf logits is done on
+    per-row maxima, so it costs O(N) instead of an (N, K) sweep.
+
+    Args:
+        logits: (N, K) or (N, K, d1, ...) floating, finite; K ≥ 2.
+        target: integer class indices (or ``ignore_index``).
+        weight: optional (K,) class weights (w_{y_i} per sample, ``F.cross_entropy``'s rule, for both terms).
+        ignore_index: target value that contributes neither loss nor gradient (default −100).
+        reduction: ``"mean"`` (default) or ``"sum"``.
+        compile: use ``torch.compile``-generated kernels (opt-in; compiles on first call, needs a working
+            compiler tool chain; errors propagate).
+
+    Returns:
+        ``(ce, occe)``: two scalars (float32 for half inputs) that can be weighted and summed.
+
+    Raises:
+        ValueError / TypeError: as :func:`occe`; ``reduction="none"``.
+
+    Example:
+        >>> import torch
+        >>> z, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+        >>> ce, oc = ce_occe(z, y)
+        >>> bool(torch.isclose(oc, occe(z, y), atol=1e-6))
+        True
+    """
+    check_choice(reduction, "reduction", FUSED_REDUCTIONS)
+    # Shape/dtype/label checks via the shared helper; the (N, K) finiteness sweep is replaced by the O(N)
+    # test inside the fused forward.
+    with validation(False):
+        z, t, valid, _ = prepare_logits_target(
+            logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+        )
+    if data_checks_enabled():
+        check_labels(target, "target", num_classes=z.shape[1], ignore_index=ignore_index)
+        if weight is not None:
+            check_finite(weight, "weight")
+    row_weight = valid.to(z.dtype)
+    if weight is not None:
+        row_weight = row_weight * weight.to(z.dtype)[t]
+    if reduction == "mean":
+        row_weight = row_weight / row_weight.sum().clamp_min(torch.finfo(z.dtype).tiny)
+    fn = _CompiledCEOCCE if compile else _FusedCEOCCE
+    ce, oc = fn.apply(z, t, row_weight)
+    return ce, oc
+
+
+# --------------------------------------------------------------------------------------------------------
+# modules and objective terms
+# --------------------------------------------------------------------------------------------------------
+
+
+class OCCELoss(_ClassWeighted):
+    """Module form of :func:`occe`: ``OCCELoss(eps=None, weight=None, ignore_index=-100,
+    reduction="mean")(logits, target, anticlass_target=None)``.
+
+    Example:
+        >>> import torch
+        >>> round(float(OCCELoss()(torch.zeros(1, 3), torch.tensor([0]))), 4)
+        0.4055
+    """
+
+    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = None if eps is None else check_positive(eps, "eps")
+
+    def forward(self, logits: Tensor, target: Tensor, anticlass_target: Tensor | None = None) -> Tensor:
+        return occe(logits, target, anticlass_target=anticlass_target, eps=self.eps, **self._options())
+
+
+class RCELoss(_ClassWeighted):
+    """Module form of :func:`rce` (predict with argmin of the logits).
+
+    Example:
+        >>> import torch
+        >>> round(float(RCELoss()(torch.zeros(1, 3), torch.tensor([0]))), 4)  # log 3
+        1.0986
+    """
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return rce(logits, target, **self._options())
+
+
+@register_term("occe")
+class OCCETerm(_LogitTerm):
+    """Objective term ``"occe"``: :func:`occe` (KL form), weight γ in the objective (Eq. 8).
+
+    Reads the optional context key ``anticlass_target`` (soft targets, Appendix A.1.1). For a dual head
+    (``output.anti_logits`` set, §3.3) it computes ``occe(-anti_logits, target)`` = KL(ȳ ‖ softmax(z̄)) on the
+    independent anti-class head; otherwise ``occe(logits, target)``.
+    """
+
+    context_keys = ("anticlass_target",)
+
+    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = None if eps is None else check_positive(eps, "eps")
+
+    def compute(self, output: HeadOutput, target: Tensor, anticlass_target: Tensor | None = None) -> Tensor:
+        logits = output.logits if output.anti_logits is None else -output.anti_logits
+        return occe(logits, target, anticlass_target=anticlass_target, eps=self.eps, **self._options())
+
+
+@register_term("rce")
+class RCETerm(_LogitTerm):
+    """Objective term ``"rce"``: :func:`rce` of ``output.logits`` (the model then predicts argmin z)."""
+
+    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
+        return rce(output.logits, target, **self._options())

@@ -1,0 +1,285 @@
+"""Training callbacks: per-epoch schedules, DL2PA re-assignment, OCCE soft targets, AdaFocal, and (re-exported)
+the geometry monitor and the run recorders.
+
+Every callback works on :class:`~neuralcollapse.training.module.CollapseModule`; the schedule and
+re-assignment callbacks also work on any LightningModule that has an ``objective`` (an
+:class:`~neuralcollapse.losses.Objective`) or a ``head`` with ``reassign()``. Per-epoch values are pure
+functions of the epoch or are kept in the callback's ``state_dict`` (saved in checkpoints), so a resumed run
+continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from .checkpoint import RunCheckpoint
+from .monitor import GeometryMonitor
+from .recording import MetricsWriter, OCCETensorBoardTags, PlotWriter, progress_bar
+
+__all__ = [
+    "AdaFocalCallback",
+    "AnticlassSelfDistillation",
+    "GammaScheduleCallback",
+    "GeometryMonitor",
+    "MarginScheduleCallback",
+    "MetricsWriter",
+    "OCCETensorBoardTags",
+    "PlotWriter",
+    "PrototypeReassignment",
+    "RunCheckpoint",
+    "progress_bar",
+]
+
+
+def _record(pl_module: Any, values: Mapping[str, float]) -> None:
+    """Log values at epoch level and add them to the module's epoch record when it keeps one."""
+    for key, value in values.items():
+        pl_module.log(key, float(value), on_step=False, on_epoch=True, sync_dist=False)
+    adder = getattr(pl_module, "add_to_record", None)
+    if callable(adder):
+        adder(values)
+
+
+def _objective(pl_module: Any) -> Any:
+    objective = getattr(pl_module, "objective", None)
+    if objective is None or not hasattr(objective, "set_weight"):
+        raise ValueError(
+            f"{type(pl_module).__name__} has no `objective` (a neuralcollapse.losses.Objective); the schedule "
+            "callbacks set a term of it"
+        )
+    return objective
+
+
+def _head(pl_module: Any) -> Any:
+    head = getattr(pl_module, "head", None)
+    if head is None:
+        net = getattr(pl_module, "net", None)
+        head = getattr(net, "head", None)
+    return head
+
+
+class GammaScheduleCallback(Callback):
+    """Set the weight of one objective term from a :class:`~neuralcollapse.schedules.GammaSchedule` before
+    every epoch (LPC's growing penalty weight, methods.md §6.2). The schedule is a pure function of the
+    1-indexed epoch, so a resumed run gets exactly the uninterrupted values. Logs ``gamma/<term>``.
+
+    Args:
+        schedule: a ``GammaSchedule`` (or any callable epoch → weight).
+        term: the objective term whose weight is γ (default ``"lpc"``).
+
+    Example:
+        >>> from neuralcollapse.schedules import GammaSchedule
+        >>> cb = GammaScheduleCallback(GammaSchedule.from_preset("lpc-paper"), term="lpc")
+    """
+
+    def __init__(self, schedule: Any, term: str = "lpc") -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"`schedule` must be callable (epoch -> weight); got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.term = term
+        self.value: float | None = None
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.value = float(self.schedule(trainer.current_epoch + 1))
+        _objective(pl_module).set_weight(self.term, self.value)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.value is not None:
+            _record(pl_module, {f"gamma/{self.term}": self.value})
+
+    def state_dict(self) -> dict[str, Any]:
+        state = getattr(self.schedule, "state_dict", None)
+        return {"schedule": state() if callable(state) else None, "term": self.term}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # The schedule is rebuilt from the run config; a mismatch means the config changed under the run.
+        saved = state_dict.get("schedule")
+        state = getattr(self.schedule, "state_dict", None)
+        if saved is not None and callable(state) and state() != saved:
+            raise ValueError(
+                f"the checkpoint's γ schedule {saved} differs from this run's {state()}; resume with the same config"
+            )
+
+
+class MarginScheduleCallback(Callback):
+    """Set ``scale``/``margin`` of an ArcFace/CosFace objective term before every epoch from a
+    :class:`~neuralcollapse.schedules.MarginSchedule` (LPC baselines' ramps, methods.md §5). Logs
+    ``margin/<term>/scale`` and ``margin/<term>/margin``."""
+
+    def __init__(self, schedule: Any, term: str = "arcface") -> None:
+        super().__init__()
+        if not hasattr(schedule, "apply"):
+            raise TypeError(f"`schedule` must be a MarginSchedule; got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.term = term
+        self.values: Any = None
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self.values = self.schedule.apply(_objective(pl_module).term(self.term), trainer.current_epoch + 1)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.values is not None:
+            _record(pl_module, {f"margin/{self.term}/scale": self.values.scale,
+                                f"margin/{self.term}/margin": self.values.margin})
+
+
+class PrototypeReassignment(Callback):
+    """DL2PA label-to-prototype re-assignment, once every ``every`` epochs **after validation** (epoch e
+    trains with the assignment from the end of epoch e − 1; methods.md §7.2). Calls ``head.reassign()`` and
+    logs the number of classes whose prototype changed (``dl2pa/reassigned``). The assignment and the class
+    representatives are buffers of the head, so they are saved in checkpoints with the model."""
+
+    def __init__(self, every: int = 1) -> None:
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"`every` must be an int >= 1 (epochs); got {every!r}")
+        self.every = every
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every != 0:
+            return
+        head = _head(pl_module)
+        if head is None or not hasattr(head, "reassign"):
+            raise ValueError("PrototypeReassignment needs a head with `reassign()` (heads.create('prototypes'))")
+        changes = head.reassign()
+        if isinstance(changes, Tensor):
+            changes = int(changes.sum()) if changes.dtype == torch.bool else int(changes.numel())
+        _record(pl_module, {"dl2pa/reassigned": float(changes or 0)})
+
+
+def _anticlass_logits(output: Any) -> Tensor:
+    """Logits whose negation's softmax is the anti-class prediction (dual head: −z̄, else z)."""
+    anti = getattr(output, "anti_logits", None)
+    return output.logits if anti is None else -anti
+
+
+class AnticlassSelfDistillation(Callback):
+    """Soft anti-class targets for OCCE from the network's own previous predictions (OCCE paper, Appendix
+    A.1.1): ``mode="instance"`` (Eq. 9, α = 0.1, per-sample memory keyed by dataset index) or ``"class"``
+    (Eq. 10, α = 0.5, per-class mean matrix). Before each training step it puts ``anticlass_target`` into the
+    module's ``step_context`` (read by the ``occe`` term); after the step it records the detached anti-class
+    prediction; at the epoch end (class mode) it forms the next epoch's matrix. Under DDP predictions are
+    all-gathered (instance) or sums all-reduced (class). The state is saved in checkpoints.
+
+    Args:
+        mode: "instance" or "class".
+        alpha: mixing weight (default: the paper's value for the mode).
+    """
+
+    def __init__(self, mode: str, alpha: float | None = None) -> None:
+        super().__init__()
+        from ..losses.anticlass import CLASS_ALPHA, INSTANCE_ALPHA
+
+        if mode not in ("instance", "class"):
+            raise ValueError(f"`mode` must be 'instance' or 'class'; got {mode!r}")
+        self.mode = mode
+        self.alpha = float(alpha if alpha is not None else (INSTANCE_ALPHA if mode == "instance" else CLASS_ALPHA))
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1]; got {alpha}")
+        self.state: Any = None
+        self._pending: dict[str, Any] | None = None
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        from ..losses import AnticlassClassMatrix, AnticlassMemory
+
+        info = pl_module.info
+        distributed = trainer.world_size > 1
+        if self.mode == "instance":
+            self.state = AnticlassMemory(info.train_size, info.num_classes, all_gather=distributed)
+        else:
+            self.state = AnticlassClassMatrix(info.num_classes, all_reduce=distributed)
+        if self._pending is not None:
+            self.state.load_state_dict(self._pending)
+            self._pending = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.state.to(pl_module.device)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        _, y, idx = batch
+        if self.mode == "instance":
+            q = self.state.targets(idx, y, alpha=self.alpha)
+        else:
+            q = self.state.targets(y, alpha=self.alpha)
+        pl_module.step_context["anticlass_target"] = q
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        pl_module.step_context.pop("anticlass_target", None)
+        logits = _anticlass_logits(outputs["output"])
+        if self.mode == "instance":
+            self.state.update(outputs["index"], logits)
+        else:
+            self.state.update(logits, outputs["target"])
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.mode == "class":
+            self.state.finalize_epoch()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.state is None:
+            return {}
+        return {k: v.detach().cpu() for k, v in self.state.state_dict().items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.state is None:
+            self._pending = dict(state_dict)
+        else:
+            self.state.load_state_dict(state_dict)
+
+
+class AdaFocalCallback(Callback):
+    """AdaFocal's per-epoch γ update on the held-out split (Ghosh et al., NeurIPS 2022; methods.md §3).
+
+    After validation, the held-out loader (``datamodule.holdout_dataloader()``) is run in eval mode; the
+    ``adafocal`` term's state (:class:`neuralcollapse.losses.AdaFocalState`) updates its per-bin γ from the
+    held-out confidence and accuracy. The state is a buffer of the term, so it is saved in checkpoints.
+    Logs ``adafocal/gamma_mean``.
+    """
+
+    def __init__(self, term: str = "adafocal") -> None:
+        super().__init__()
+        self.term = term
+
+    @torch.no_grad()
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        dm = trainer.datamodule
+        loader = dm.holdout_dataloader() if dm is not None and hasattr(dm, "holdout_dataloader") else None
+        if loader is None:
+            raise ValueError("AdaFocal needs a held-out split (`adafocal_holdout` > 0) for its γ updates")
+        term = _objective(pl_module).term(self.term)
+        was_training = pl_module.training
+        pl_module.eval()
+        logits, labels = [], []
+        for x, y, _ in loader:
+            x, y = x.to(pl_module.device), y.to(pl_module.device)
+            with trainer.precision_plugin.forward_context():
+                logits.append(pl_module(x).logits.float())
+            labels.append(y)
+        pl_module.train(was_training)
+        z, y = torch.cat(logits), torch.cat(labels)
+        if trainer.world_size > 1:
+            z, y = pl_module.all_gather(z).flatten(0, 1), pl_module.all_gather(y).flatten(0, 1)
+        gammas = _adafocal_update(term, z, y)
+        if gammas is not None:
+            _record(pl_module, {"adafocal/gamma_mean": float(gammas.float().mean())})
+
+
+def _adafocal_update(term: Any, logits: Tensor, labels: Tensor) -> Tensor | None:
+    """Call the AdaFocal term's update with held-out logits/labels, whichever form the term exposes."""
+    for owner in (term, getattr(term, "state", None), getattr(term, "loss", None)):
+        update = getattr(owner, "update_from_validation", None) or getattr(owner, "update", None)
+        if owner is not None and callable(update):
+            update(logits, labels)
+            gammas = getattr(owner, "gammas", None)
+            if gammas is None:
+                gammas = getattr(getattr(owner, "state", None), "gammas", None)
+            return gammas if isinstance(gammas, Tensor) else None
+    raise ValueError(f"the objective term {type(term).__name__} has no AdaFocal state to update")

@@ -1,0 +1,235 @@
+"""``CollapseDataModule``: the data of a run, held in memory as tensors, served in batches ``(x, y, index)``.
+
+Loading applies, in order: open-set split (known classes only, labels remapped; methods.md §11), long-tail
+subsampling (ρ), a held-out validation split, an AdaFocal held-out split, a seeded training subset. Batches
+come from :class:`neuralcollapse.data.samplers.TensorBatchLoader` (or the class-balanced batch sampler of
+methods.md §4.3), sharded by rank under DDP and reshuffled per (seed, epoch) — so a resumed epoch sees the
+same batches. ``index`` is the position in the (processed) training split: the key of per-sample state such
+as the instance soft anti-class targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from .config import TrainConfig
+from .network import DataInfo
+
+__all__ = ["CollapseDataModule", "DataUnavailableError", "load_data"]
+
+#: CIFAR-10 statistics the official OCCE code also uses for CIFAR-100 (methods.md §2.7, defect 2).
+OFFICIAL_OCCE_MEAN = (0.4914, 0.4822, 0.4465)
+OFFICIAL_OCCE_STD = (0.2023, 0.1994, 0.2010)
+#: Fixed seed of the evaluation loaders' order (shuffled so that no batch holds a single class).
+EVAL_ORDER_SEED = 1234
+
+
+class DataUnavailableError(FileNotFoundError):
+    """The data a run needs is not on disk; the message says which files, where, and how to get them."""
+
+
+def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """Load and transform the run's data; returns ``(DatasetSplits, extras)`` where extras holds
+    ``known_classes`` (open set) and ``holdout`` ((x, y) for AdaFocal) when applicable.
+
+    Raises:
+        DataUnavailableError: missing files, with the download hint (``--data-dir``, ``--download``).
+    """
+    from .. import data as ncdata
+    from ..data.base import DatasetNotFoundError
+    from ..data.splits import open_set_split, stratified_split
+
+    try:
+        splits = ncdata.create(config.dataset, root=config.data_dir, download=config.download)
+    except DatasetNotFoundError as err:
+        where = f" (looked in --data-dir {config.data_dir})" if config.data_dir else ""
+        raise DataUnavailableError(
+            f"data set {config.dataset!r} is not available{where}: {err}\nGet it with `--download` on a machine "
+            f"with internet (files are checksummed), or copy the files and pass `--data-dir DIR`"
+            + (f" (recipe {config.recipe!r})" if config.recipe else "")
+        ) from None
+    extras: dict[str, Any] = {"known_classes": [], "holdout": None}
+    if config.official_normalization and splits.name == "cifar100":
+        from dataclasses import replace
+
+        splits = replace(splits, mean=OFFICIAL_OCCE_MEAN, std=OFFICIAL_OCCE_STD)
+    if config.osr_known is not None:
+        if config.osr_known >= splits.num_classes:
+            raise ValueError(
+                f"`osr_known` must be < the number of classes ({splits.num_classes}) of {config.dataset!r}; "
+                f"got {config.osr_known}"
+            )
+        seed = config.seed if config.osr_split_seed is None else config.osr_split_seed
+        osr = open_set_split(splits, num_known=config.osr_known, seed=seed)
+        splits = osr.closed
+        extras["known_classes"] = list(osr.known_classes)
+    if config.long_tail_ratio is not None:
+        splits = splits.long_tail(config.long_tail_ratio, seed=config.seed)
+    if config.val_fraction > 0 and splits.val_x is None:
+        splits = splits.validation_split(config.val_fraction, seed=config.seed)
+    if "adafocal" in config.loss:
+        if splits.val_x is not None:
+            extras["holdout"] = (splits.val_x, splits.val_y)
+        else:
+            keep, held = stratified_split(splits.train_y, config.adafocal_holdout, seed=config.seed)
+            extras["holdout"] = (splits.train_x[held], splits.train_y[held])
+            splits = splits.subset_train(keep)
+    if config.train_subset is not None and config.train_subset < len(splits.train_y):
+        g = torch.Generator().manual_seed(config.seed)
+        idx = torch.randperm(len(splits.train_y), generator=g)[: config.train_subset].sort().values
+        splits = splits.subset_train(idx)
+    return splits, extras
+
+
+def data_info(splits: Any, extras: dict[str, Any]) -> DataInfo:
+    return DataInfo(
+        dataset=splits.name,
+        num_classes=int(splits.num_classes),
+        in_channels=int(splits.in_channels),
+        image_size=[int(s) for s in splits.image_size],
+        mean=[float(m) for m in splits.mean],
+        std=[float(s) for s in splits.std],
+        train_size=int(len(splits.train_y)),
+        class_names=list(splits.class_names),
+        known_classes=list(extras.get("known_classes") or []),
+    )
+
+
+class CollapseDataModule(L.LightningDataModule):
+    """In-memory data of a run (see the module docstring).
+
+    Example:
+        >>> dm = CollapseDataModule(TrainConfig(dataset="digits"))
+        >>> info = dm.load()
+        >>> info.num_classes, info.in_channels
+        (10, 1)
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.splits: Any = None
+        self.extras: dict[str, Any] = {}
+        self.info: DataInfo | None = None
+        self._train_loader: Any = None
+        self._epoch = 0
+
+    def load(self) -> DataInfo:
+        """Load the data (once) and return its :class:`DataInfo`."""
+        if self.splits is None:
+            self.splits, self.extras = load_data(self.config)
+            self.info = data_info(self.splits, self.extras)
+        assert self.info is not None
+        return self.info
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    # ----------------------------------------------------------------------------------- loaders
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _loader(self, x: Tensor, y: Tensor, *, batch_size: int, shuffle: bool, drop_last: bool, seed: int) -> Any:
+        from ..data.samplers import TensorBatchLoader
+
+        rank, world = self._world()
+        return TensorBatchLoader(x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                                 rank=rank, world_size=world)
+
+    def train_dataloader(self) -> Any:
+        self.load()
+        cfg = self.config
+        x, y = self.splits.train_x, self.splits.train_y
+        if cfg.class_balanced:
+            loader = self._balanced_loader(x, y)
+        else:
+            # A final batch of one sample would break batch normalisation; drop it only then.
+            rank, world = self._world()
+            per_rank = -(-len(y) // world)
+            drop_last = per_rank % cfg.batch_size == 1
+            loader = self._loader(x, y, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.seed)
+        loader.set_epoch(self._epoch)
+        self._train_loader = loader
+        return loader
+
+    def _balanced_loader(self, x: Tensor, y: Tensor) -> Any:
+        from ..data import samplers
+
+        cfg = self.config
+        k = self.info.num_classes if self.info else int(y.max()) + 1
+        per_batch = cfg.classes_per_batch or min(k, cfg.batch_size)
+        per_class = cfg.samples_per_class or max(1, cfg.batch_size // per_batch)
+        rank, world = self._world()
+        cls = getattr(samplers, "ClassBalancedLoader", None)
+        if cls is not None:
+            return cls(x, y, classes_per_batch=per_batch, samples_per_class=per_class, seed=cfg.seed, rank=rank,
+                       world_size=world)
+        sampler = samplers.ClassBalancedBatchSampler(y, classes_per_batch=per_batch, samples_per_class=per_class,
+                                                     seed=cfg.seed, rank=rank, world_size=world)
+        return _IndexedBatches(x, y, sampler)
+
+    def _eval_loader(self, x: Tensor, y: Tensor) -> Any:
+        return self._loader(x, y, batch_size=self.config.eval_batch_size, shuffle=True, drop_last=False,
+                            seed=EVAL_ORDER_SEED)
+
+    @property
+    def eval_stages(self) -> list[str]:
+        """Names of the validation loaders, in order: ``val`` (when a validation split exists), ``test``."""
+        self.load()
+        return (["val"] if self.splits.val_x is not None else []) + ["test"]
+
+    def val_dataloader(self) -> list[Any]:
+        self.load()
+        loaders = []
+        if self.splits.val_x is not None:
+            loaders.append(self._eval_loader(self.splits.val_x, self.splits.val_y))
+        loaders.append(self._eval_loader(self.splits.test_x, self.splits.test_y))
+        return loaders
+
+    def test_dataloader(self) -> Any:
+        self.load()
+        return self._eval_loader(self.splits.test_x, self.splits.test_y)
+
+    def train_eval_dataloader(self) -> Any:
+        """The training split without augmentation, for the eval-mode NC pass."""
+        self.load()
+        return self._eval_loader(self.splits.train_x, self.splits.train_y)
+
+    def holdout_dataloader(self) -> Any | None:
+        """The AdaFocal held-out split (None when the loss has no AdaFocal term)."""
+        self.load()
+        held = self.extras.get("holdout")
+        return None if held is None else self._eval_loader(*held)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle the training batches for ``epoch`` (deterministic per (seed, epoch))."""
+        self._epoch = int(epoch)
+        if self._train_loader is not None and hasattr(self._train_loader, "set_epoch"):
+            self._train_loader.set_epoch(self._epoch)
+
+
+class _IndexedBatches:
+    """Batches ``(x[idx], y[idx], idx)`` from a batch sampler of indices (with ``set_epoch``)."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_sampler: Iterable[Any]) -> None:
+        self.x, self.y, self.batch_sampler = x, y, batch_sampler
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            idx = torch.as_tensor(batch, dtype=torch.int64)
+            yield self.x[idx], self.y[idx], idx
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(epoch)
