@@ -465,7 +465,10 @@ def test_gather_over_two_ranks_equals_full_batch():
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_gather_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        # fork: the workers need no re-import of the package (spawn costs seconds per process).
+        mp.start_processes(
+            _gather_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True, start_method="fork"
+        )
         ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(2)]
     f, t, p = batch(19, m=8, k=3, d=4)
     for name, fn in (

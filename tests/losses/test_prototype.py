@@ -145,7 +145,7 @@ def test_explicit_class_scaling_for_mixup():
     assert torch.equal(dot_regression(f, t, p, shared), dot_regression(f, t, p, True))
     t_b = t.flip(0)
     # Mixup's second target reuses the first target's factors (reference: cur_M built once per batch).
-    ref = dr_reference(f.numpy(), t_b.numpy(), (p * 1.0).numpy(), scaling=False)
+    ref = dr_reference(f.numpy(), t_b.numpy(), p.numpy(), scaling=False)
     scaled_ref = []
     for i, y in enumerate(t_b.tolist()):
         h_len = float(f[i].norm())
@@ -262,6 +262,8 @@ def test_bad_dot_regression_options():
         class_scaling_factors(t, 3.0)
     with pytest.raises(ValueError, match=r"`target` is empty"):
         class_scaling_factors(t[:0], 3)
+    with pytest.raises(TypeError, match=r"`dtype` must be a floating-point dtype"):
+        class_scaling_factors(t, 3, dtype=torch.long)
     with pytest.raises(ValueError, match=r"`target` must hold class indices in \[0, 2\)"):
         class_scaling_factors(t * 0 + 2, 2)
 

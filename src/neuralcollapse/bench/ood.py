@@ -1,7 +1,8 @@
 """OOD detector benchmark: ``neuralcollapse bench ood``.
 
 Synthetic CIFAR-100/ResNet-18-sized caches: 50,000 × 512 training features (Gaussian class clusters
-through a ReLU, K = 100), 10,000 ID and 10,000 OOD test features (OOD: clusters around other centres),
+through a ReLU, K = 100), 10,000 ID and 10,000 OOD test features (near-OOD: clusters centred between two
+ID classes),
 logits of a fixed linear layer. Every detector except ODIN is fitted and scored on CPU with its defaults;
 the target is a total of at most 60 s. Also reported: KNN (k = 50) with the torch and the faiss backends in
 the same run (ratio and the largest score difference), and ODIN on a tiny CNN (it needs a model).
@@ -30,13 +31,15 @@ def synthetic_cache(n_train: int, n_test: int, dim: int, classes: int, seed: int
     """Post-ReLU Gaussian class clusters, a linear head, ID/OOD test features (float32, CPU)."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(classes, dim, generator=g)
-    ood_centres = torch.randn(classes, dim, generator=g)
     noise = 1.5
 
     def draw(c: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.randint(classes, (n,), generator=g)
+        y = torch.randint(c.shape[0], (n,), generator=g)
         return torch.relu(c[y] + noise * torch.randn(n, dim, generator=g)), y
 
+    # near-OOD: centred between two ID classes (rescaled to the ID centres' norm), same noise
+    pairs = torch.randint(classes, (2, classes), generator=g)
+    ood_centres = (centres[pairs[0]] + centres[pairs[1]]) / 2**0.5
     train, y_train = draw(centres, n_train)
     test_id, _ = draw(centres, n_test)
     test_ood, _ = draw(ood_centres, n_test)
@@ -55,7 +58,9 @@ def _timed(fn):  # one run: the full-size calls take seconds, and 14 of them sha
     return out, time.perf_counter() - start
 
 
-def _detector_row(name: str, data: dict[str, torch.Tensor], n_test: int, **hparams) -> tuple[BenchRow, float, torch.Tensor]:
+def _detector_row(
+    name: str, data: dict[str, torch.Tensor], n_test: int, **hparams: object
+) -> tuple[BenchRow, float, torch.Tensor]:
     det = create(name, **hparams)
     _, t_fit = _timed(lambda: det.fit(features=data["train"], labels=data["train_labels"],
                                       logits=data["train_logits"], weight=data["weight"], bias=data["bias"]))

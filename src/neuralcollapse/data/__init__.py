@@ -1,11 +1,11 @@
 """Data sets held in memory as tensors, their on-disk readers, downloads, splits, samplers and augmentation.
 
-``create(name, *, root=None, download=False, **kw) -> DatasetSplits`` loads a registered data set (``names()``);
-``"digits"`` (scikit-learn's handwritten digits) is embedded and needs no files. Readers cover the real formats
-(MNIST/FashionMNIST IDX, CIFAR python pickles, SVHN .mat, TinyImageNet and ImageFolder trees); downloads are
-explicit, from the official URLs, with checksums. ``splits`` adds stratified validation, long-tail, open-set
-and OOD pairs; ``samplers`` the class-balanced batch sampler and the in-memory loader; ``augment`` batched
-tensor augmentation on the device.
+``create(name, *, root=None, download=False, **kw) -> DatasetSplits`` loads a registered data set
+(``names()``); ``"digits"`` (scikit-learn's handwritten digits) is embedded and needs no files. Readers cover
+the real formats (MNIST/FashionMNIST IDX, CIFAR python pickles, SVHN .mat, TinyImageNet and ImageFolder
+trees); downloads are explicit, from the official URLs, with checksums. ``splits`` adds stratified validation,
+long-tail, open-set and OOD pairs; ``samplers`` the class-balanced batch sampler and the in-memory loader;
+``augment`` batched tensor augmentation on the device.
 """
 
 from __future__ import annotations

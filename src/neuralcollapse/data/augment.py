@@ -8,8 +8,8 @@ Training pipelines of the papers (methods.md §2.7, §4.6, §7.3-7.4):
   random_resized_crop=(0.2, 1.0))``;
 * DL2PA / ETF long-tail: crop + flip + input mixup with α = 1 → ``mixup_alpha=1.0``.
 
-Test time: identity + normalisation (:func:`normalize`, :meth:`BatchAugment.test_transform`); centre-cropping a
-32-px image to 32 px is the identity.
+Test time: identity + normalisation (:func:`normalize`, :meth:`BatchAugment.test_transform`); centre-cropping
+a 32-px image to 32 px is the identity.
 
 Randomness comes from a CPU ``torch.Generator`` (seeded by ``seed``): the per-sample draws (offsets, flips,
 crop boxes, mixup partners) are made on the CPU and moved to the batch's device, so the same seed gives the
@@ -76,7 +76,8 @@ def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     std_t = torch.as_tensor(tuple(std), dtype=x.dtype, device=x.device)
     if mean_t.ndim != 1 or std_t.ndim != 1 or mean_t.numel() != channels or std_t.numel() != channels:
         raise ValueError(
-            f"`mean` and `std` must have one value per channel ({channels}); got {len(mean_t)} and {len(std_t)}"
+            f"`mean` and `std` must have one value per channel ({channels}); "
+            f"got {len(mean_t)} and {len(std_t)}"
         )
     if bool((std_t <= 0).any()):
         raise ValueError(f"`std` must be positive; got {tuple(std)}")
@@ -225,7 +226,9 @@ class BatchAugment:
             offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=self.generator)
         offsets = offsets.to(x.device)
         if self.pad_mode == "reflect" and (p >= h or p >= w):
-            raise ValueError(f"`crop_padding`={p} needs images larger than {p} px for reflect padding; got {h}x{w}")
+            raise ValueError(
+                f"`crop_padding`={p} needs images larger than {p} px for reflect padding; got {h}x{w}"
+            )
         padded = F.pad(x, (p, p, p, p), mode=self.pad_mode)
         rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (N, H)
         cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (N, W)

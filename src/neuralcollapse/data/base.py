@@ -66,7 +66,9 @@ def _check_xy(x: Any, y: Any, split: str) -> tuple[Tensor, Tensor]:
         raise TypeError(f"`{split}_x` must be uint8 images or floating point; got dtype {x.dtype}")
     check_tensor(y, f"{split}_y", ndim=1, integer=True, nonempty=False)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"`{split}_x` and `{split}_y` must have the same length; got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(
+            f"`{split}_x` and `{split}_y` must have the same length; got {x.shape[0]} and {y.shape[0]}"
+        )
     return x, y.to(torch.int64)
 
 
@@ -189,7 +191,9 @@ class DatasetSplits:
         idx = as_tensor(indices, "indices").to(torch.int64).reshape(-1)
         n = len(self.train_y)
         if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
-            raise ValueError(f"`indices` must be in [0, {n}); got values in [{int(idx.min())}, {int(idx.max())}]")
+            raise ValueError(
+                f"`indices` must be in [0, {n}); got values in [{int(idx.min())}, {int(idx.max())}]"
+            )
         return replace(self, train_x=self.train_x[idx], train_y=self.train_y[idx])
 
     def subset_classes(self, known: Sequence[int] | Tensor) -> DatasetSplits:
@@ -267,7 +271,9 @@ def names() -> list[str]:
     return DATASETS.names()
 
 
-def create(name: str, *, root: str | os.PathLike | None = None, download: bool = False, **kwargs: Any) -> DatasetSplits:
+def create(
+    name: str, *, root: str | os.PathLike | None = None, download: bool = False, **kwargs: Any
+) -> DatasetSplits:
     """Load the data set ``name`` into memory.
 
     Args:
@@ -283,8 +289,8 @@ def create(name: str, *, root: str | os.PathLike | None = None, download: bool =
 
     Raises:
         ValueError: unknown name (the message lists the valid names).
-        DatasetNotFoundError: files missing and ``download`` is False (the message names the files, the folder,
-            the URLs and the ``--data-dir`` flag).
+        DatasetNotFoundError: files missing and ``download`` is False (the message names the files, the
+            folder, the URLs and the ``--data-dir`` flag).
         DatasetFormatError: a file exists but is corrupt / of the wrong format.
 
     Example:

@@ -17,13 +17,14 @@ imagefolder     ``root/train/<class>/*.png|jpg…`` and ``root/test/<class>/…`
 ==============  ==========================================================================================
 
 Normalisation constants are the data sets' published per-channel statistics (training split, [0, 1] scale);
-CIFAR takes ``official_normalization=True`` for the constants of the official OCCE code (CIFAR-10 mean with the
-widely copied std (0.2023, 0.1994, 0.2010), used there for CIFAR-100 too — methods.md §2.7 defect 2). Digits
-and ImageFolder data compute theirs from the training split.
+CIFAR takes ``official_normalization=True`` for the constants of the official OCCE code (CIFAR-10 mean with
+the widely copied std (0.2023, 0.1994, 0.2010), used there for CIFAR-100 too — methods.md §2.7 defect 2).
+Digits and ImageFolder data compute theirs from the training split.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,11 +66,22 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 _FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 
 
-def channel_stats(x: torch.Tensor | np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    x: torch.Tensor | np.ndarray, chunk: int = 4096
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of images in the [0, 1] scale, accumulated in float64 by chunks.
 
     uint8 input is divided by 255; float input is taken as already in [0, 1].
@@ -134,14 +146,20 @@ def _first_existing(candidates: Sequence[Path], required: Sequence[str]) -> Path
 
 
 # ---------------------------------------------------------------------------------------------- digits
-def _digits_arrays(test_size: float, seed: int):
+@functools.lru_cache(maxsize=1)
+def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()
     # Values 0..16 → uint8 0..255 exactly as round(v·255/16) (half to even: 8 → 128); to_float then gives
     # round(v·255/16)/255, within 1/510 of v/16.
     x = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
-    y = bunch.target.astype(np.int64)
+    x.flags.writeable = False  # cached: callers get copies (fancy indexing below)
+    return x, bunch.target.astype(np.int64)
+
+
+def _digits_arrays(test_size: float, seed: int):
+    x, y = _digits_raw()
     keep, held = stratified_split(y, test_size, seed=seed)
     return x, y, keep.numpy(), held.numpy()
 
@@ -168,7 +186,9 @@ def load_digits(
     """
     x, y, keep, held = _digits_arrays(test_size, seed)
     mean, std = channel_stats(x[keep])
-    splits = _splits("digits", (x[keep], y[keep]), (x[held], y[held]), 10, mean, std, [str(i) for i in range(10)])
+    splits = _splits(
+        "digits", (x[keep], y[keep]), (x[held], y[held]), 10, mean, std, [str(i) for i in range(10)]
+    )
     return _rgb(splits) if to_rgb else splits
 
 
@@ -182,8 +202,9 @@ def load_digits_ood(
     to_rgb: bool = False,
 ) -> DatasetSplits:
     """The embedded OOD set: the digits (same splits) with the 64 pixel positions of every image permuted by
-    one fixed permutation (``DIGITS_OOD_SEED``). Intensity histograms are kept, spatial structure is destroyed,
-    so a detector cannot separate it by brightness alone. Labels are the original digits (meaningless).
+    one fixed permutation (``DIGITS_OOD_SEED``). Intensity histograms are kept, spatial structure is
+    destroyed, so a detector cannot separate it by brightness alone. Labels are the original digits
+    (meaningless).
     """
     x, y, keep, held = _digits_arrays(test_size, seed)
     perm = np.random.default_rng(DIGITS_OOD_SEED).permutation(64)
@@ -219,7 +240,10 @@ def _load_idx_dataset(
         files = _find_idx_files(candidates)
     if files is None:
         raise not_found_error(
-            name, [raw / f"{b}.gz" for b in _MNIST_FILES], base, RESOURCES[name],
+            name,
+            [raw / f"{b}.gz" for b in _MNIST_FILES],
+            base,
+            RESOURCES[name],
             note=f"(uncompressed files, or the folders {base / name} or {base} itself, work too)",
         )
     arrays = [read_idx(f) for f in files]
@@ -233,7 +257,12 @@ def _load_idx_dataset(
     num_classes = len(class_names)
     mean, std = NORMALIZATION[name]
     splits = _splits(
-        name, (trx[:, None], trl.astype(np.int64)), (tex[:, None], tel.astype(np.int64)), num_classes, mean, std,
+        name,
+        (trx[:, None], trl.astype(np.int64)),
+        (tex[:, None], tel.astype(np.int64)),
+        num_classes,
+        mean,
+        std,
         class_names,
     )
     return _rgb(splits) if to_rgb else splits
@@ -256,9 +285,11 @@ def load_fashionmnist(root=None, download: bool = False, *, to_rgb: bool = False
 def _load_cifar(name: str, root, download: bool, official_normalization: bool) -> DatasetSplits:
     base = resolve_root(root)
     if name == "cifar10":
-        folder_name, train_files, test_files = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], [
-            "test_batch"
-        ]
+        folder_name, train_files, test_files = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+        )
         label_key, meta_file, meta_key, k = "labels", "batches.meta", "label_names", 10
     else:
         folder_name, train_files, test_files = "cifar-100-python", ["train"], ["test"]
@@ -276,7 +307,9 @@ def _load_cifar(name: str, root, download: bool, official_normalization: bool) -
     class_names = read_cifar_meta(folder / meta_file, meta_key) if (folder / meta_file).exists() else []
     for lab, f in ((train[1], train_files[0]), (test[1], test_files[0])):
         if lab.size and (lab.min() < 0 or lab.max() >= k):
-            raise DatasetFormatError(f"{folder / f}: labels must be in [0, {k}); got {lab.min()}..{lab.max()}")
+            raise DatasetFormatError(
+                f"{folder / f}: labels must be in [0, {k}); got {lab.min()}..{lab.max()}"
+            )
     if class_names and len(class_names) != k:
         raise DatasetFormatError(f"{folder / meta_file}: expected {k} class names; got {len(class_names)}")
     mean, std = OFFICIAL_OCCE_NORMALIZATION if official_normalization else NORMALIZATION[name]
@@ -290,11 +323,13 @@ def load_cifar10(root=None, download: bool = False, *, official_normalization: b
 
 
 @register_dataset("cifar100", aliases=("cifar_100",))
-def load_cifar100(root=None, download: bool = False, *, official_normalization: bool = False) -> DatasetSplits:
+def load_cifar100(
+    root=None, download: bool = False, *, official_normalization: bool = False
+) -> DatasetSplits:
     """CIFAR-100 (fine labels) from the python batches: 50,000 / 10,000 RGB 32×32 images, 100 classes.
 
-    ``official_normalization=True`` uses the official OCCE code's (CIFAR-10) constants instead of the CIFAR-100
-    statistics (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761).
+    ``official_normalization=True`` uses the official OCCE code's (CIFAR-10) constants instead of the
+    CIFAR-100 statistics (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761).
     """
     return _load_cifar("cifar100", root, download, official_normalization)
 
@@ -335,11 +370,16 @@ def _check_size(image_size) -> tuple[int, int] | None:
 
 @register_dataset("tinyimagenet", aliases=("tiny_imagenet", "tinyimagenet200", "tiny_imagenet_200"))
 def load_tinyimagenet(
-    root=None, download: bool = False, *, image_size: int | Sequence[int] | None = None, num_workers: int | None = None
+    root=None,
+    download: bool = False,
+    *,
+    image_size: int | Sequence[int] | None = None,
+    num_workers: int | None = None,
 ) -> DatasetSplits:
-    """TinyImageNet-200 (Stanford CS231n): 100,000 train / 10,000 labelled val (used as test) RGB 64×64 images,
-    200 classes. Labels follow the **sorted** wnids (torchvision ``ImageFolder`` order on ``train/``); class
-    names from ``words.txt`` when present. Grey JPEGs are converted to RGB. Decoding takes ~1 min on 8 threads.
+    """TinyImageNet-200 (Stanford CS231n): 100,000 train / 10,000 labelled val (used as test) RGB 64×64
+    images, 200 classes. Labels follow the **sorted** wnids (torchvision ``ImageFolder`` order on ``train/``);
+    class names from ``words.txt`` when present. Grey JPEGs are converted to RGB. Decoding takes ~1 min on 8
+    threads.
     """
     base = resolve_root(root)
     required = ["wnids.txt", "train", "val/val_annotations.txt"]
@@ -350,7 +390,10 @@ def load_tinyimagenet(
         folder = _first_existing(candidates, required)
     if folder is None:
         raise not_found_error(
-            "tinyimagenet", [base / "tiny-imagenet-200" / f for f in required], base, RESOURCES["tinyimagenet"]
+            "tinyimagenet",
+            [base / "tiny-imagenet-200" / f for f in required],
+            base,
+            RESOURCES["tinyimagenet"],
         )
     size = _check_size(image_size)
     wnids = sorted({w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()})
@@ -373,7 +416,8 @@ def load_tinyimagenet(
         parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) < 2 or parts[1] not in index:
             raise DatasetFormatError(
-                f"{folder / 'val' / 'val_annotations.txt'} line {line_no}: expected '<file>\\t<wnid>…' with a wnid "
+                f"{folder / 'val' / 'val_annotations.txt'} line {line_no}: expected '<file>\\t<wnid>…' "
+                f"with a wnid "
                 f"from wnids.txt; got {line!r}"
             )
         test_paths.append(folder / "val" / "images" / parts[0])
@@ -391,7 +435,13 @@ def load_tinyimagenet(
     vx = load_images(test_paths, channels=3, size=size or tuple(tx.shape[2:]), num_workers=num_workers)
     mean, std = NORMALIZATION["tinyimagenet"]
     return _splits(
-        "tinyimagenet", (tx, np.asarray(train_labels)), (vx, np.asarray(test_labels)), len(wnids), mean, std, names
+        "tinyimagenet",
+        (tx, np.asarray(train_labels)),
+        (vx, np.asarray(test_labels)),
+        len(wnids),
+        mean,
+        std,
+        names,
     )
 
 
@@ -428,7 +478,9 @@ def load_imagefolder(
     test_dir = next((base / t for t in test_names if (base / t).is_dir()), None)
     if not (base / "train").is_dir() or test_dir is None:
         raise not_found_error(
-            name, [p for p in [base / "train", base / test_names[0]] if not p.is_dir()], base,
+            name,
+            [p for p in [base / "train", base / test_names[0]] if not p.is_dir()],
+            base,
             note="Layout: <root>/train/<class>/<image> and <root>/test/<class>/<image> (or val/).",
         )
     classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())

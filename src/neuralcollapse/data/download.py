@@ -65,46 +65,92 @@ _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 #: Data set → files to fetch (relative to the data set's download folder, see ``datasets.py``).
 RESOURCES: dict[str, tuple[Resource, ...]] = {
     "mnist": (
-        Resource(_MNIST_URL + "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz",
-                 "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-        Resource(_MNIST_URL + "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "d53e105ee54ea40749a09fcbcd1e9432"),
-        Resource(_MNIST_URL + "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "9fb629c4189551a2d022fa330f9573f3"),
-        Resource(_MNIST_URL + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-                 "ec29112dd5afa0611ce80d1b7f02629c"),
+        Resource(
+            _MNIST_URL + "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        ),
+        Resource(
+            _MNIST_URL + "train-labels-idx1-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+        ),
+        Resource(
+            _MNIST_URL + "t10k-images-idx3-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "9fb629c4189551a2d022fa330f9573f3",
+        ),
+        Resource(
+            _MNIST_URL + "t10k-labels-idx1-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
     ),
     "fashionmnist": (
-        Resource(_FASHION_URL + "train-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz",
-                 "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-        Resource(_FASHION_URL + "train-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "25c81989df183df01b3e8a0aad5dffbe"),
-        Resource(_FASHION_URL + "t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "bef4ecab320f06d8554ea6380940ec79"),
-        Resource(_FASHION_URL + "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-                 "bb300cfdad3c16e7a12a480ee83cd310"),
+        Resource(
+            _FASHION_URL + "train-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        ),
+        Resource(
+            _FASHION_URL + "train-labels-idx1-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "25c81989df183df01b3e8a0aad5dffbe",
+        ),
+        Resource(
+            _FASHION_URL + "t10k-images-idx3-ubyte.gz",
+            "t10k-images-idx3-ubyte.gz",
+            "bef4ecab320f06d8554ea6380940ec79",
+        ),
+        Resource(
+            _FASHION_URL + "t10k-labels-idx1-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
     ),
     "cifar10": (
-        Resource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
-                 "c58f30108f718f92721af3b95e74349a", extract=True),
+        Resource(
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "cifar-10-python.tar.gz",
+            "c58f30108f718f92721af3b95e74349a",
+            extract=True,
+        ),
     ),
     "cifar100": (
-        Resource("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
-                 "eb9058c3a382ffc7106e4002c42a8d85", extract=True),
+        Resource(
+            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            "cifar-100-python.tar.gz",
+            "eb9058c3a382ffc7106e4002c42a8d85",
+            extract=True,
+        ),
     ),
     "svhn": (
-        Resource("http://ufldl.stanford.edu/housenumbers/train_32x32.mat", "train_32x32.mat",
-                 "e26dedcc434d2e4c54c9b2d4a06d8373"),
-        Resource("http://ufldl.stanford.edu/housenumbers/test_32x32.mat", "test_32x32.mat",
-                 "eb5a983be6a315427106f1b164d9cef3"),
+        Resource(
+            "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+            "train_32x32.mat",
+            "e26dedcc434d2e4c54c9b2d4a06d8373",
+        ),
+        Resource(
+            "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
+            "test_32x32.mat",
+            "eb5a983be6a315427106f1b164d9cef3",
+        ),
     ),
     "svhn_extra": (
-        Resource("http://ufldl.stanford.edu/housenumbers/extra_32x32.mat", "extra_32x32.mat",
-                 "a93ce644f1a588dc4d68dda5feec44a7"),
+        Resource(
+            "http://ufldl.stanford.edu/housenumbers/extra_32x32.mat",
+            "extra_32x32.mat",
+            "a93ce644f1a588dc4d68dda5feec44a7",
+        ),
     ),
     "tinyimagenet": (
-        Resource("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200.zip",
-                 "90528d7ca1a48142e341f4ef8d21d0de", extract=True, md5_source="community (not in torchvision)"),
+        Resource(
+            "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+            "tiny-imagenet-200.zip",
+            "90528d7ca1a48142e341f4ef8d21d0de",
+            extract=True,
+            md5_source="community (not in torchvision)",
+        ),
     ),
 }
 
@@ -218,7 +264,7 @@ def _safe_tar_members(archive: tarfile.TarFile, dest: Path, path: Path) -> list[
 
 
 def extract_archive(path: str | os.PathLike, dest: str | os.PathLike | None = None) -> Path:
-    """Extract a ``.tar``/``.tar.gz``/``.tgz``/``.tar.bz2``/``.tar.xz``, ``.zip`` or single-file ``.gz`` archive.
+    """Extract a ``.tar(.gz/.bz2/.xz)``/``.tgz``, ``.zip`` or single-file ``.gz`` archive.
 
     Every member is checked before anything is written: a name that resolves outside ``dest`` (absolute, with
     ``..``), a link pointing outside, or a device file raises ``ValueError`` (path-traversal protection).
@@ -245,7 +291,7 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike | None = No
                 if hasattr(tarfile, "data_filter"):
                     archive.extractall(base, members=members, filter="data")
                 else:  # pragma: no cover - Python < 3.11.4; members were checked above
-                    archive.extractall(base, members=members)  # noqa: S202
+                    archive.extractall(base, members=members)
             return dest
         if name.endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
@@ -253,7 +299,8 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike | None = No
                     target = (base / info.filename).resolve()
                     if info.filename.startswith(("/", "\\")) or not _is_within(base, target):
                         raise ValueError(
-                            f"refusing to extract {path}: member {info.filename!r} would be written outside {dest}"
+                            f"refusing to extract {path}: member {info.filename!r} would be written "
+                            f"outside {dest}"
                         )
                 archive.extractall(base)
             return dest
@@ -271,7 +318,9 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike | None = No
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile, OSError) as exc:
         if isinstance(exc, FileNotFoundError) and not path.exists():
             raise
-        raise ValueError(f"{path} is not a valid archive ({type(exc).__name__}: {exc}); delete it and fetch it again") from exc
+        raise ValueError(
+            f"{path} is not a valid archive ({type(exc).__name__}: {exc}); delete it and fetch it again"
+        ) from exc
     raise ValueError(f"`path` must be a .tar(.gz/.bz2/.xz), .tgz, .zip or .gz archive; got {path.name!r}")
 
 
@@ -302,8 +351,8 @@ def missing_files_message(
         lines.append(note)
     lines.append(
         f"Put the files there, or point --data-dir (Python: root=...; environment: ${DATA_DIR_ENV}) at the "
-        "folder that holds them" + (", or pass --download (download=True) on a machine with internet access."
-                                    if resources else ".")
+        "folder that holds them"
+        + (", or pass --download (download=True) on a machine with internet access." if resources else ".")
     )
     return "\n".join(lines)
 

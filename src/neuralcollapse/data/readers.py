@@ -2,9 +2,9 @@
 
 * IDX (MNIST, FashionMNIST; Y. LeCun's format): magic ``0x00 0x00 <type> <ndim>``, ``ndim`` big-endian uint32
   sizes, then the data in big-endian order; ``.gz`` read transparently.
-* CIFAR-10/100 python batches (A. Krizhevsky): pickled dicts with bytes keys ``b"data"`` (N×3072 uint8, channel-
-  major 32×32 planes) and ``b"labels"`` / ``b"fine_labels"``. Unpickled with a restricted unpickler that only
-  admits NumPy array reconstruction (a pickle can run arbitrary code).
+* CIFAR-10/100 python batches (A. Krizhevsky): pickled dicts with bytes keys ``b"data"`` (N×3072 uint8,
+  channel- major 32×32 planes) and ``b"labels"`` / ``b"fine_labels"``. Unpickled with a restricted unpickler
+  that only admits NumPy array reconstruction (a pickle can run arbitrary code).
 * SVHN ``*_32x32.mat`` (MATLAB, read with ``scipy.io.loadmat``): ``X`` H×W×C×N, ``y`` N×1 with digit 0 stored
   as 10.
 * Image files (TinyImageNet JPEGs, ImageFolder PNG/JPEG) decoded with Pillow, in parallel threads (Pillow
@@ -22,6 +22,7 @@ import pickle
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -49,7 +50,9 @@ def _open_maybe_gz(path: Path) -> bytes:
         try:
             return gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise DatasetFormatError(f"{path} is a corrupt gzip file ({exc}); delete it and fetch it again") from exc
+            raise DatasetFormatError(
+                f"{path} is a corrupt gzip file ({exc}); delete it and fetch it again"
+            ) from exc
     return raw
 
 
@@ -68,7 +71,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     raw = _open_maybe_gz(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DatasetFormatError(f"{path} is not an IDX file (magic {raw[:4].hex() or 'empty'}; expected 0000tt0n)")
+        raise DatasetFormatError(
+            f"{path} is not an IDX file (magic {raw[:4].hex() or 'empty'}; expected 0000tt0n)"
+        )
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
         raise DatasetFormatError(f"{path}: unknown IDX data type code 0x{code:02x}")
@@ -103,23 +108,28 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Admits the globals a pickled NumPy array needs and nothing else."""
+    """Admits the globals a pickled NumPy array (and bytes under protocol 2) need, nothing else."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
+    _ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # bytes written by Python 3 with pickle protocol < 3
+        }
+    )
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name} (only NumPy arrays are expected)")
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name} (only NumPy arrays are expected)"
+        )
 
 
 def _load_pickle(path: Path) -> dict:
@@ -135,7 +145,9 @@ def _load_pickle(path: Path) -> dict:
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
-def read_cifar_batches(paths: Sequence[str | os.PathLike], label_key: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batches(
+    paths: Sequence[str | os.PathLike], label_key: str = "labels"
+) -> tuple[np.ndarray, np.ndarray]:
     """Read and concatenate CIFAR python batches.
 
     Args:
@@ -155,13 +167,20 @@ def read_cifar_batches(paths: Sequence[str | os.PathLike], label_key: str = "lab
         batch = _load_pickle(p)
         if "data" not in batch or label_key not in batch:
             raise DatasetFormatError(
-                f"{p} is not a CIFAR batch with keys b'data' and b'{label_key}'; found {sorted(map(str, batch))}"
+                f"{p} is not a CIFAR batch with keys b'data' and b'{label_key}'; "
+                f"found {sorted(map(str, batch))}"
             )
         data = np.asarray(batch["data"])
         labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        if (
+            data.dtype != np.uint8
+            or data.ndim != 2
+            or data.shape[1] != 3 * 32 * 32
+            or len(data) != len(labels)
+        ):
             raise DatasetFormatError(
-                f"{p}: b'data' must be uint8 (N, 3072) with N = {len(labels)} labels; got {data.dtype} {data.shape}"
+                f"{p}: b'data' must be uint8 (N, 3072) with N = {len(labels)} labels; "
+                f"got {data.dtype} {data.shape}"
             )
         xs.append(data.reshape(-1, 3, 32, 32))
         ys.append(labels)
@@ -189,15 +208,19 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(path)
     except Exception as exc:  # scipy raises ValueError, MatReadError, TypeError, OSError for bad files
         raise DatasetFormatError(
-            f"{path} is not a readable MATLAB file ({type(exc).__name__}: {exc}); delete it and fetch it again"
+            f"{path} is not a readable MATLAB file ({type(exc).__name__}: {exc}); "
+            "delete it and fetch it again"
         ) from exc
     if "X" not in mat or "y" not in mat:
-        raise DatasetFormatError(f"{path} must contain variables 'X' and 'y'; found {sorted(k for k in mat if not k.startswith('__'))}")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise DatasetFormatError(f"{path} must contain variables 'X' and 'y'; found {found}")
     x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1).astype(np.int64)
     if x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != len(y):
         raise DatasetFormatError(f"{path}: 'X' must be (H, W, 3, N) with N = {len(y)} labels; got {x.shape}")
     if y.size and (y.min() < 0 or y.max() > 10):
-        raise DatasetFormatError(f"{path}: labels must be in 0..10 (10 stands for digit 0); got {y.min()}..{y.max()}")
+        raise DatasetFormatError(
+            f"{path}: labels must be in 0..10 (10 stands for digit 0); got {y.min()}..{y.max()}"
+        )
     y[y == 10] = 0
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8, copy=False), y
 
@@ -252,8 +275,8 @@ def load_images(
         arr = _decode(paths[i], mode, size)
         if arr.shape[:2] != (h, w):
             raise DatasetFormatError(
-                f"{paths[i]} is {arr.shape[1]}x{arr.shape[0]} but {paths[0]} is {w}x{h}; pass image_size=(H, W) "
-                "to resize"
+                f"{paths[i]} is {arr.shape[1]}x{arr.shape[0]} but {paths[0]} is {w}x{h}; "
+                "pass image_size=(H, W) to resize"
             )
         out[i] = arr
 

@@ -37,13 +37,13 @@ def _check_rank(rank: Any, world_size: Any) -> tuple[int, int]:
 
 
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    """One generator per (seed, epoch); SeedSequence keeps (seed, epoch) pairs apart (seed + epoch would not)."""
+    """One generator per (seed, epoch); SeedSequence keeps the pairs apart (seed + epoch would not)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch) & 0xFFFFFFFF]))
 
 
 class ClassBalancedBatchSampler:
-    """Class-balanced batches of ``classes_per_batch`` (C) distinct classes × ``samples_per_class`` (m) samples
-    per rank, built world-wide (methods.md §4.3).
+    """Class-balanced batches of ``classes_per_batch`` (C) distinct classes × ``samples_per_class`` (m)
+    samples per rank, built world-wide (methods.md §4.3).
 
     Per epoch (deterministic in ``(seed, epoch)``; every rank computes the same plan and takes its share):
 
@@ -51,9 +51,9 @@ class ClassBalancedBatchSampler:
        resampling other samples of the class.
     2. A global step has S = C·world_size class slots (one chunk each). The number of steps T is the smallest
        with T ≥ ⌈q_c/world_size⌉ for every class and T·S ≥ Σ_c max(q_c, T) (when S ≥ K) or ≥ Σ_c q_c (S < K).
-       Class c gets a_c ≥ q_c slots — a_c ≥ T when S ≥ K, so **every global batch holds every class** — and the
-       T·S − Σ(base) extra slots go one by one to the class with the fewest expected uses per sample a_c·m/n_c
-       (the least-used classes, i.e. minorities are oversampled), ties broken at random.
+       Class c gets a_c ≥ q_c slots — a_c ≥ T when S ≥ K, so **every global batch holds every class** — and
+       the T·S − Σ(base) extra slots go one by one to the class with the fewest expected uses per sample
+       a_c·m/n_c (the least-used classes, i.e. minorities are oversampled), ties broken at random.
     3. Class blocks (in random class order) are laid out round-robin over the steps, so a class occupies each
        step ⌊a_c/T⌋ or ⌈a_c/T⌉ times (≤ world_size) and its copies in one step go to different ranks: every
        per-rank batch has C **distinct** classes. Steps are shuffled.
@@ -106,7 +106,8 @@ class ClassBalancedBatchSampler:
         k = len(self.classes)
         if self.classes_per_batch > k:
             raise ValueError(
-                f"`classes_per_batch` must be <= the number of classes present ({k}) so that a batch can hold "
+                f"`classes_per_batch` must be <= the number of classes present ({k}) so that a batch "
+                f"can hold "
                 f"{self.classes_per_batch} distinct classes; got {self.classes_per_batch}"
             )
         self._counts = np.array([len(i) for i in self.class_indices], dtype=np.int64)
@@ -133,7 +134,7 @@ class ClassBalancedBatchSampler:
         return t
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose plan :meth:`__iter__` yields (DDP: call on every rank with the same value)."""
+        """Select the epoch whose plan :meth:`__iter__` yields (DDP: same value on every rank)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -147,7 +148,11 @@ class ClassBalancedBatchSampler:
         a = np.maximum(q, t) if s >= len(q) else q.copy()
         cap = t * self.world_size
         tiebreak = rng.random(len(q))
-        heap = [(a[c] * self.samples_per_class / self._counts[c], tiebreak[c], c) for c in range(len(q)) if a[c] < cap]
+        heap = [
+            (a[c] * self.samples_per_class / self._counts[c], tiebreak[c], c)
+            for c in range(len(q))
+            if a[c] < cap
+        ]
         heapq.heapify(heap)
         for _ in range(t * s - int(a.sum())):
             _, tb, c = heapq.heappop(heap)
@@ -164,13 +169,13 @@ class ClassBalancedBatchSampler:
         s = cpb * w
         a = self._slots(rng)
         order = rng.permutation(len(a))
-        seq = np.repeat(order, a[order])  # class id (position in self.classes) per world slot position
         pos = np.arange(t * s)
         step = pos % t
         slot = pos // t  # slot within its step; copies of a class are consecutive → distinct ranks
         out_step = rng.permutation(t)[step]
         rank_of, slot_in_rank = slot % w, slot // w
         out = np.empty((t, w, cpb, m), dtype=np.int64)
+        # Class blocks in `order`, laid out over world-slot positions 0 … T·S−1 (position p → step p mod T).
         starts = np.concatenate([[0], np.cumsum(a[order])])
         for block, c in enumerate(order):
             lo, hi = starts[block], starts[block + 1]
@@ -187,7 +192,11 @@ class ClassBalancedBatchSampler:
         pad = q * m - n
         if pad:
             pool = perm[: (q - 1) * m]  # samples outside the (partial) last chunk
-            extra = rng.choice(pool, pad, replace=False) if len(pool) >= pad else rng.choice(idx, pad, replace=True)
+            extra = (
+                rng.choice(pool, pad, replace=False)
+                if len(pool) >= pad
+                else rng.choice(idx, pad, replace=True)
+            )
             perm = np.concatenate([perm, extra])
         need = (num_slots - q) * m
         if need > 0:
@@ -203,10 +212,10 @@ class ClassBalancedBatchSampler:
 class TensorBatchLoader:
     """Mini-batches ``(x[idx], y[idx], idx)`` from in-memory tensors, one gather per batch.
 
-    Index order per epoch: ``arange(N)`` or, with ``shuffle``, a permutation seeded by ``(seed, epoch)``; under
-    DDP each rank takes every ``world_size``-th index from ``rank`` after padding the order (by wrapping
-    around, as ``torch.utils.data.DistributedSampler``) to a multiple of ``world_size`` — or truncating it with
-    ``drop_last``; ``drop_last`` also drops the final partial batch. With ``batch_sampler`` (e.g. a
+    Index order per epoch: ``arange(N)`` or, with ``shuffle``, a permutation seeded by ``(seed, epoch)``;
+    under DDP each rank takes every ``world_size``-th index from ``rank`` after padding the order (by wrapping
+    around, as ``torch.utils.data.DistributedSampler``) to a multiple of ``world_size`` — or truncating it
+    with ``drop_last``; ``drop_last`` also drops the final partial batch. With ``batch_sampler`` (e.g. a
     :class:`ClassBalancedBatchSampler`) the batches are the sampler's, and ``shuffle``/``drop_last``/``rank``/
     ``world_size`` are not used.
 

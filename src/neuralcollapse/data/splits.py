@@ -1,12 +1,13 @@
 """Derived splits: stratified hold-out, long-tail subsampling, open-set (known / unknown classes) and
 in-distribution / out-of-distribution test pairs.
 
-Long tail (methods.md §7.4, §4.6): class c ∈ {0 … K−1} keeps n_c = ⌊n_max·ρ^{c/(K−1)}⌋ training samples, ρ = the
-imbalance ratio n_min/n_max (0.01 = "imbalance factor 100"). The floor and the choice of samples follow the
-LDAM-DRW code (K. Cao et al., NeurIPS 2019, ``imbalance_cifar.py``) that DL2PA and the ETF long-tail code reuse:
-``int(n_max * ρ ** (c / (K − 1.0)))`` and, with ``np.random.seed(seed)``, each class's indices shuffled by the
-global NumPy RNG in class order and the first n_c kept — reproduced here with ``np.random.RandomState(seed)``,
-so ``seed=0`` gives that code's CIFAR-LT subsets (its ``rand_number`` default is 0).
+Long tail (methods.md §7.4, §4.6): class c ∈ {0 … K−1} keeps n_c = ⌊n_max·ρ^{c/(K−1)}⌋ training samples, ρ =
+the imbalance ratio n_min/n_max (0.01 = "imbalance factor 100"). The floor and the choice of samples follow
+the LDAM-DRW code (K. Cao et al., NeurIPS 2019, ``imbalance_cifar.py``) that DL2PA and the ETF long-tail code
+reuse: ``int(n_max * ρ ** (c / (K − 1.0)))`` and, with ``np.random.seed(seed)``, each class's indices shuffled
+by the global NumPy RNG in class order and the first n_c kept — reproduced here with
+``np.random.RandomState(seed)``, so ``seed=0`` gives that code's CIFAR-LT subsets (its ``rand_number``
+default is 0).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def stratified_split(labels: Any, fraction: float, seed: int = 0) -> tuple[Tenso
         n = len(idx)
         if n < 2:
             continue
-        k = min(max(int(round(fraction * n)), 1), n - 1)
+        k = min(max(round(fraction * n), 1), n - 1)
         held.append(rng.permutation(idx)[:k])
     held_idx = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
     mask = np.ones(len(y), dtype=bool)
@@ -94,7 +95,9 @@ def stratified_split(labels: Any, fraction: float, seed: int = 0) -> tuple[Tenso
 
 
 def _check_ratio(imbalance_ratio: Any) -> float:
-    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, int | float | np.integer | np.floating):
+    if isinstance(imbalance_ratio, bool) or not isinstance(
+        imbalance_ratio, int | float | np.integer | np.floating
+    ):
         raise TypeError(f"`imbalance_ratio` must be a number in (0, 1]; got {type(imbalance_ratio).__name__}")
     rho = float(imbalance_ratio)
     if not 0 < rho <= 1:
@@ -255,9 +258,9 @@ def open_set_split(
 def match_images(x: Tensor, in_channels: int, image_size: Sequence[int]) -> Tensor:
     """Convert images to ``in_channels`` channels and ``image_size`` pixels; returns uint8 (N, C, H, W).
 
-    Grey → RGB replicates the channel; RGB → grey uses the ITU-R 601-2 luma weights (Pillow's "L"); resizing is
-    bilinear with antialiasing (``F.interpolate``); values are rounded back to 0..255. Already-matching uint8
-    input is returned as is.
+    Grey → RGB replicates the channel; RGB → grey uses the ITU-R 601-2 luma weights (Pillow's "L"); resizing
+    is bilinear with antialiasing (``F.interpolate``); values are rounded back to 0..255. Already-matching
+    uint8 input is returned as is.
 
     Raises:
         ValueError: a channel conversion other than 1 ↔ 3.
@@ -306,7 +309,9 @@ class OODPair:
         return self.id.test_y
 
     def __repr__(self) -> str:
-        return f"OODPair(id={self.id.name!r} ({len(self.id_y)} test), ood={self.ood_name!r} ({len(self.ood_x)}))"
+        return (
+            f"OODPair(id={self.id.name!r} ({len(self.id_y)} test), ood={self.ood_name!r} ({len(self.ood_x)}))"
+        )
 
 
 def _synthetic_ood(kind: str, ref: DatasetSplits, n: int, seed: int) -> Tensor:
@@ -358,8 +363,9 @@ def ood_pair(
         id_splits = id_data
     else:
         id_splits = create(id_data, root=root, download=download, **(id_kwargs or {}))
-    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
-                                    or num_samples < 1):
+    if num_samples is not None and (
+        isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
+    ):
         raise ValueError(f"`num_samples` must be a positive int or None; got {num_samples!r}")
     key = ood_name.strip().lower() if isinstance(ood_name, str) else ood_name
     if key in SYNTHETIC_OOD:

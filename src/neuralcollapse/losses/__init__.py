@@ -1,23 +1,14 @@
 """Loss functions (functional + ``nn.Module``) and the named terms of :class:`Objective`.
 
-Families, one file each: ``occe`` (one-cold cross-entropy, soft anti-class targets), ``cross_entropy``
-(CE, label smoothing, BCE), ``complement`` (CE+NL, COT, CCE), ``focal`` (focal, ASL, cyclical focal,
-AdaFocal), ``normalized`` (NormFace, NTCE, NONL), ``contrastive`` (SupCon), ``margin`` (ArcFace, CosFace),
-``lpc`` (latent point collapse penalty), ``prototype`` (prototype alignment, dot-regression).
+Families, one file each: ``occe`` (one-cold cross-entropy) and ``anticlass`` (soft anti-class targets),
+``cross_entropy`` (CE, label smoothing, BCE), ``complement`` (CE+NL, COT, CCE), ``focal`` (focal, ASL,
+cyclical focal, AdaFocal), ``normalized`` (NormFace, NTCE, NONL), ``contrastive`` (SupCon), ``margin``
+(ArcFace, CosFace), ``lpc`` (latent point collapse penalty), ``prototype`` (prototype alignment,
+dot-regression).
 """
 
-from . import (
-    anticlass,
-    complement,
-    contrastive,
-    cross_entropy,
-    focal,
-    lpc,
-    margin,
-    normalized,
-    occe,
-    prototype,
-)
+import importlib as _importlib
+
 from ._terms import TERMS, LossTerm, create_term, register_term, term_names
 from .anticlass import *  # noqa: F403
 from .complement import *  # noqa: F403
@@ -31,6 +22,13 @@ from .objective import Objective, ObjectiveOutput, parse_objective
 from .occe import *  # noqa: F403
 from .prototype import *  # noqa: F403
 
+_FAMILIES = (
+    "anticlass", "complement", "contrastive", "cross_entropy", "focal", "lpc", "margin", "normalized", "occe",
+    "prototype",
+)
+
+# Some families share their name with a function they export (``cross_entropy``): read each module's
+# ``__all__`` through importlib rather than the package attribute the star-import may have replaced.
 __all__ = [
     "TERMS",
     "LossTerm",
@@ -40,14 +38,5 @@ __all__ = [
     "parse_objective",
     "register_term",
     "term_names",
-    *anticlass.__all__,
-    *complement.__all__,
-    *contrastive.__all__,
-    *cross_entropy.__all__,
-    *focal.__all__,
-    *lpc.__all__,
-    *margin.__all__,
-    *normalized.__all__,
-    *occe.__all__,
-    *prototype.__all__,
+    *(name for family in _FAMILIES for name in _importlib.import_module(f"{__name__}.{family}").__all__),
 ]

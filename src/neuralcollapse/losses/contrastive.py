@@ -160,9 +160,7 @@ class SupConLoss(nn.Module):
         )
         self.normalize = bool(normalize)
 
-    def forward(
-        self, features: Tensor, target: Tensor, return_count: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor, target: Tensor, return_count: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         return supcon(
             features,
             target,
@@ -173,10 +171,7 @@ class SupConLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
-            f"normalize={self.normalize}"
-        )
+        return f"temperature={self.temperature}, base_temperature={self.base_temperature}, normalize={self.normalize}"
 
 
 @register_term("supcon")

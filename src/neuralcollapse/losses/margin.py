@@ -62,9 +62,7 @@ def _check_cos_margin(margin: Any) -> float:
     return check_positive(margin, "margin", strict=False)
 
 
-def _target_cosines(
-    features: Tensor, target: Tensor, weight: Tensor, reduction: str
-) -> tuple[Tensor, Tensor]:
+def _target_cosines(features: Tensor, target: Tensor, weight: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
     """Validate; return the clamped cosine matrix (N, K) in the working dtype and the target cosines (N,)."""
     check_choice(reduction, "reduction", REDUCTIONS)
     _check_embedding_inputs(features, target, weight, classes_name="weight")
@@ -224,9 +222,7 @@ class ArcFaceLoss(_ScaleMargin, nn.Module):
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
 
     def forward(self, features: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-        return arcface(
-            features, target, weight, self.scale, self.margin, self.easy_margin, reduction=self.reduction
-        )
+        return arcface(features, target, weight, self.scale, self.margin, self.easy_margin, reduction=self.reduction)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, margin={self.margin}, easy_margin={self.easy_margin}"
@@ -266,9 +262,7 @@ class ArcFaceTerm(_ScaleMargin, LossTerm):
     needs = ("features", "prototypes")
     _check_margin = staticmethod(_check_arc_margin)
 
-    def __init__(
-        self, scale: float = ARCFACE_SCALE, margin: float = ARCFACE_MARGIN, easy_margin: bool = False
-    ) -> None:
+    def __init__(self, scale: float = ARCFACE_SCALE, margin: float = ARCFACE_MARGIN, easy_margin: bool = False) -> None:
         super().__init__()
         self.scale = scale
         self.margin = margin

@@ -304,7 +304,7 @@ def nonl(
         temperature: τ > 0; default 0.2 (nc_by_design default; its CIFAR-100 README example uses 0.1).
         anchor: "prototype" (default), "instance" or "both".
         on_empty: for ``anchor="prototype"``, what to do when the negative set of an anchor is empty, i.e. the
-            batch holds a single class (the reference returns +∞ with NaN gradients): "raise" (default) raises
+            batch holds a single class (the reference returns −∞ with NaN gradients): "raise" (default) raises
             a ``ValueError`` suggesting a class-balanced sampler; "skip" drops those anchors from the mean (a
             zero still attached to the graph if none remain; zeros in ``reduction="none"``). With validation
             switched off (``neuralcollapse.validation(False)``) "raise" does not check, and such a batch gives
@@ -416,9 +416,7 @@ class NTCELoss(nn.Module):
         self.gather = bool(gather)
 
     def forward(self, features: Tensor, target: Tensor, prototypes: Tensor) -> Tensor:
-        return ntce(
-            features, target, prototypes, self.temperature, reduction=self.reduction, gather=self.gather
-        )
+        return ntce(features, target, prototypes, self.temperature, reduction=self.reduction, gather=self.gather)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, reduction={self.reduction!r}, gather={self.gather}"

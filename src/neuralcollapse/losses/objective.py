@@ -10,10 +10,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor, nn
 
 from ..output import HeadOutput
 from ._terms import TERMS, LossTerm, create_term
+from .cross_entropy import CrossEntropyTerm
+from .occe import OCCETerm, ce_occe
 
 __all__ = ["Objective", "ObjectiveOutput", "parse_objective"]
 
@@ -43,18 +46,22 @@ def parse_objective(spec: str) -> list[tuple[str, float]]:
         raise TypeError(f"objective spec must be a str; got {type(spec).__name__}")
     if not spec.strip():
         raise ValueError("objective spec is empty; expected e.g. 'ce+occe' or 'ce+0.1*occe'")
-    # Split on '+' that is not part of an exponent (1e+3).
-    pieces = re.split(r"(?<![eE])\+", spec)
+    # Split on '+' that is not part of an exponent: "1e+3" is one number, "ce+occe" two terms.
+    pieces = re.split(r"(?<![\d.][eE])\+", spec)
     terms: list[tuple[str, float]] = []
     for raw in pieces:
         piece = raw.strip()
+        if piece.startswith("-") or re.search(r"\*\s*-", piece):
+            raise ValueError(f"weight of objective term {piece!r} in {spec!r} must be >= 0")
         m = _TERM_RE.match(piece)
         if not m or (m.group("w1") and m.group("w2")):
             raise ValueError(
-                f"cannot parse objective term {piece!r} in {spec!r}; expected 'name', 'weight*name' "
-                f"(e.g. '0.1*occe'); registered terms: {', '.join(TERMS.names())}"
+                f"cannot parse objective term {piece!r} in {spec!r}; expected terms joined by '+', each "
+                f"'name', 'weight*name' or 'name*weight' (e.g. '0.1*occe'); registered terms: {', '.join(TERMS.names())}"
             )
         weight = float(m.group("w1") or m.group("w2") or 1.0)
+        if weight == float("inf"):
+            raise ValueError(f"weight of objective term {piece!r} in {spec!r} must be finite")
         terms.append((TERMS.resolve(m.group("name")), weight))
     names = [n for n, _ in terms]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -69,9 +76,16 @@ class Objective(nn.Module):
     L = Σ_t w_t · L_t(output, target). The OCCE paper's unified objective (Katsikas et al., TNNLS 2025,
     Eq. 8) is ``Objective.parse("ce+occe")``; any base loss composes the same way (``"focal+occe"``).
 
+    When the objective holds both ``"ce"`` and ``"occe"`` with matching options (same class ``weight`` and
+    ``ignore_index``, OCCE without ``eps``) and the step has no dual-head ``anti_logits`` and no soft
+    ``anticlass_target``, the two are computed by one fused pass (:func:`~neuralcollapse.losses.ce_occe`):
+    same values and gradients, about the cost of the cross-entropy alone. Otherwise every term runs on its own.
+
     Args:
         terms: a spec string, or a sequence of names or ``(name, weight)`` pairs.
         term_kwargs: per-term hyperparameters, e.g. ``{"focal": {"gamma": 3.0}}``.
+        fuse: allow the fused CE + OCCE pass (default True; False = always the plain composition).
+        compile: use the ``torch.compile``-generated fused kernels (opt-in; compiles on the first step).
 
     Example:
         >>> import torch
@@ -87,8 +101,13 @@ class Objective(nn.Module):
         self,
         terms: str | Sequence[str | tuple[str, float]],
         term_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        fuse: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        self.fuse = bool(fuse)
+        self.compile = bool(compile)
         pairs = self._normalise_terms(terms)
         kwargs = {TERMS.resolve(k): dict(v) for k, v in (term_kwargs or {}).items()}
         unused = sorted(set(kwargs) - {n for n, _ in pairs})
@@ -118,9 +137,11 @@ class Objective(nn.Module):
         return pairs
 
     @classmethod
-    def parse(cls, spec: str, **term_kwargs: Mapping[str, Any]) -> Objective:
-        """Build from a spec string; keyword arguments are per-term hyperparameters."""
-        return cls(spec, term_kwargs=term_kwargs)
+    def parse(
+        cls, spec: str, *, fuse: bool = True, compile: bool = False, **term_kwargs: Mapping[str, Any]
+    ) -> Objective:
+        """Build from a spec string; other keyword arguments are per-term hyperparameters."""
+        return cls(spec, term_kwargs=term_kwargs, fuse=fuse, compile=compile)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -147,13 +168,35 @@ class Objective(nn.Module):
     def spec(self) -> str:
         return "+".join(n if w == 1.0 else f"{w:g}*{n}" for n, w in self._weights.items())
 
+    def _fused(self, output: HeadOutput, target: Tensor, context: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Values of the terms computed by the fused CE + OCCE pass (empty when it does not apply)."""
+        if not self.fuse or "ce" not in self.terms or "occe" not in self.terms:
+            return {}
+        ce_term, occe_term = self.terms["ce"], self.terms["occe"]
+        if type(ce_term) is not CrossEntropyTerm or type(occe_term) is not OCCETerm:
+            return {}
+        if occe_term.eps is not None or output.anti_logits is not None:
+            return {}
+        if context.get("anticlass_target") is not None or ce_term.ignore_index != occe_term.ignore_index:
+            return {}
+        w_ce, w_occe = ce_term.weight, occe_term.weight
+        if (w_ce is None) != (w_occe is None):
+            return {}
+        if w_ce is not None and w_ce is not w_occe and not torch.equal(w_ce, w_occe):
+            return {}
+        ce, oc = ce_occe(
+            output.logits, target, weight=w_ce, ignore_index=ce_term.ignore_index, compile=self.compile
+        )
+        return {"ce": ce, "occe": oc}
+
     def forward(self, output: HeadOutput, target: Tensor, **context: Any) -> ObjectiveOutput:
         if not isinstance(output, HeadOutput):
             raise TypeError(f"`output` must be a HeadOutput; got {type(output).__name__}")
         total: Tensor | None = None
         parts: dict[str, Tensor] = {}
+        fused = self._fused(output, target, context)
         for name, term in self.terms.items():
-            value = term(output, target, **context)
+            value = fused[name] if name in fused else term(output, target, **context)
             parts[name] = value.detach()
             weight = self._weights[name]
             if weight == 0.0:
@@ -165,6 +208,6 @@ class Objective(nn.Module):
         return ObjectiveOutput(total, parts)
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec!r}"
+        return f"spec={self.spec!r}, fuse={self.fuse}, compile={self.compile}"
 
 

@@ -5,7 +5,8 @@ The functional forms need torch/numpy/scipy only; ``NeuralCollapse`` (a ``torchm
 imported lazily so that ``torchmetrics`` stays optional.
 """
 
-from . import effective_rank, independence, jacobian, latent, logits, neural_collapse, similarity
+import importlib as _importlib
+
 from .effective_rank import *  # noqa: F403
 from .independence import *  # noqa: F403
 from .jacobian import *  # noqa: F403
@@ -14,24 +15,18 @@ from .logits import *  # noqa: F403
 from .neural_collapse import *  # noqa: F403
 from .similarity import *  # noqa: F403
 
+_FAMILIES = ("effective_rank", "independence", "jacobian", "latent", "logits", "neural_collapse", "similarity")
 _LAZY = {"NeuralCollapse": "neuralcollapse.metrics.streaming"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'neuralcollapse.metrics' has no attribute {name!r}")
 
 
+# Modules and functions share names (``neural_collapse``): read ``__all__`` through importlib.
 __all__ = [
     "NeuralCollapse",  # noqa: F405
-    *effective_rank.__all__,
-    *independence.__all__,
-    *jacobian.__all__,
-    *latent.__all__,
-    *logits.__all__,
-    *neural_collapse.__all__,
-    *similarity.__all__,
+    *(name for family in _FAMILIES for name in _importlib.import_module(f"{__name__}.{family}").__all__),
 ]

@@ -1,7 +1,7 @@
 """Backbones (registry) and the backbone → head :class:`Classifier`.
 
-``create(name, *, num_classes=None, in_channels=3, activation="relu", **kw)`` builds a backbone returning pooled
-features (N, d) with ``num_features`` = d; ``names()`` lists the registered ones:
+``create(name, *, num_classes=None, in_channels=3, activation="relu", **kw)`` builds a backbone returning
+pooled features (N, d) with ``num_features`` = d; ``names()`` lists the registered ones:
 
 =================  ===============================================================  =========
 name (aliases)     architecture                                                     features

@@ -28,7 +28,9 @@ def check_activation(activation: Any) -> str:
     if name == "swish":  # the LPC paper's name for SiLU
         name = "silu"
     if name not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {', '.join(map(repr, ACTIVATIONS))}; got {activation!r}")
+        raise ValueError(
+            f"`activation` must be one of {', '.join(map(repr, ACTIVATIONS))}; got {activation!r}"
+        )
     return name
 
 

@@ -1,7 +1,7 @@
 """Optional adapters: backbones from timm (``"timm:<name>"``) and torchvision (``"torchvision:<name>"``).
 
-Neither package is imported when ``neuralcollapse.models`` is imported; the adapter imports it when such a name
-is created and raises a clear ``ImportError`` when it is missing. The adapted module follows the backbone
+Neither package is imported when ``neuralcollapse.models`` is imported; the adapter imports it when such a
+name is created and raises a clear ``ImportError`` when it is missing. The adapted module follows the backbone
 contract: the classifier is removed (``num_features`` = its input width), ``in_channels`` replaces the first
 convolution when it differs from 3, and ``activation="silu"`` swaps every activation *module* (a functional
 ``F.relu`` inside a foreign ``forward`` cannot be reached; timm models also accept ``act_layer``).

@@ -21,8 +21,8 @@ class Classifier(nn.Module):
 
     Args:
         backbone: a module returning features (N, d) with ``num_features`` = d (``models.create``).
-        head: a module mapping features (N, d) to a ``HeadOutput`` (``neuralcollapse.heads``). Extra positional
-            and keyword arguments of :meth:`forward` are passed to the head (e.g. targets for margin heads).
+        head: a module mapping features (N, d) to a ``HeadOutput`` (``neuralcollapse.heads``). Extra
+            positional and keyword arguments of :meth:`forward` go to the head (e.g. margin-head targets).
 
     Raises:
         TypeError: ``backbone`` or ``head`` is not an ``nn.Module``.

@@ -1,11 +1,11 @@
 """DenseNet-BC-121 for CIFAR (the OCCE paper's third backbone, methods.md §2.7).
 
 G. Huang, Z. Liu, L. van der Maaten, K. Q. Weinberger, "Densely Connected Convolutional Networks", CVPR 2017,
-in the CIFAR form of weiaicunzai/pytorch-cifar100 ``models/densenet.py`` (the code the official OCCE repository
-builds on — its factory's ``num_class`` keyword is that file's): growth rate 32, blocks (6, 12, 24, 16),
-compression 0.5, a 3×3 stride-1 stem with 2·growth channels and no pooling, bottleneck layers BN → act → 1×1
-(4·growth) → BN → act → 3×3 (growth), transitions BN → 1×1 conv → 2×2 average pooling (**no activation** in
-the transition, as in that code), final BN → act, global average pooling: 1024-d features.
+in the CIFAR form of weiaicunzai/pytorch-cifar100 ``models/densenet.py`` (the code the official OCCE
+repository builds on — its factory's ``num_class`` keyword is that file's): growth rate 32, blocks (6, 12, 24,
+16), compression 0.5, a 3×3 stride-1 stem with 2·growth channels and no pooling, bottleneck layers BN → act →
+1×1 (4·growth) → BN → act → 3×3 (growth), transitions BN → 1×1 conv → 2×2 average pooling (**no activation**
+in the transition, as in that code), final BN → act, global average pooling: 1024-d features.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class _DenseLayer(nn.Module):
 class _Transition(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
-            nn.BatchNorm2d(in_channels), nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.AvgPool2d(2, 2)
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.AvgPool2d(2, 2),
         )
 
 

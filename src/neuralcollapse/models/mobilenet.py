@@ -47,7 +47,9 @@ class InvertedResidual(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.shortcut: nn.Module = nn.Identity()
         if stride == 1 and in_planes != out_planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, bias=False), nn.BatchNorm2d(out_planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, 1, bias=False), nn.BatchNorm2d(out_planes)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -76,7 +78,9 @@ class MobileNetV2(nn.Module):
         in_planes = 32
         for expansion, out_planes, num_blocks, stride in MOBILENETV2_CIFAR_CFG:
             for j in range(num_blocks):
-                layers.append(InvertedResidual(in_planes, out_planes, expansion, stride if j == 0 else 1, activation))
+                layers.append(
+                    InvertedResidual(in_planes, out_planes, expansion, stride if j == 0 else 1, activation)
+                )
                 in_planes = out_planes
         self.layers = nn.Sequential(*layers)
         self.conv2 = nn.Conv2d(in_planes, 1280, 1, bias=False)

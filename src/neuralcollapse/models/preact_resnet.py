@@ -1,9 +1,9 @@
 """Pre-activation ResNet-18 ("ResNet18v2"), the OCCE paper's main backbone.
 
-K. He, X. Zhang, S. Ren, J. Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016, in the CIFAR form of
-kuangliu/pytorch-cifar ``models/preact_resnet.py`` (the style the official OCCE code follows, methods.md §2.7,
-§13): 3×3 stride-1 stem without BN/activation, pre-activation blocks (BN → act → conv, twice; the 1×1 projection
-shortcut without BN is applied to the pre-activated input), four stages 64/128/256/512.
+K. He, X. Zhang, S. Ren, J. Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016, in the CIFAR form
+of kuangliu/pytorch-cifar ``models/preact_resnet.py`` (the style the official OCCE code follows, methods.md
+§2.7, §13): 3×3 stride-1 stem without BN/activation, pre-activation blocks (BN → act → conv, twice; the 1×1
+projection shortcut without BN is applied to the pre-activated input), four stages 64/128/256/512.
 
 One addition to kuangliu's network: a final BN → activation before global average pooling, so that the 512-d
 feature is the **post-BN-ReLU pooled feature** methods.md §2.7 specifies for "ResNet18v2" (the canonical
@@ -85,7 +85,9 @@ class PreActResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.final = (
-            nn.Sequential(nn.BatchNorm2d(in_planes), make_activation(activation)) if final_norm else nn.Identity()
+            nn.Sequential(nn.BatchNorm2d(in_planes), make_activation(activation))
+            if final_norm
+            else nn.Identity()
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_planes

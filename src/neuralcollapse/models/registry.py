@@ -90,7 +90,10 @@ def create(
                 from .adapters import create_adapter
 
                 return create_adapter(
-                    name.strip(), num_classes=num_classes, in_channels=in_channels, activation=activation,
+                    name.strip(),
+                    num_classes=num_classes,
+                    in_channels=in_channels,
+                    activation=activation,
                     **kwargs,
                 )
     factory = MODELS.get(name)

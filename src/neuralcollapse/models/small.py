@@ -25,8 +25,10 @@ MLP_HIDDEN: tuple[int, ...] = (256, 256)
 def _check_widths(widths: object, name: str) -> tuple[int, ...]:
     if isinstance(widths, int):
         widths = (widths,)
-    if not isinstance(widths, Sequence) or not widths or any(
-        isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
+    if (
+        not isinstance(widths, Sequence)
+        or not widths
+        or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)
     ):
         raise ValueError(f"`{name}` must be a non-empty sequence of positive ints; got {widths!r}")
     return tuple(int(w) for w in widths)
@@ -60,7 +62,11 @@ class ConvNet(nn.Module):
         for i, w in enumerate(widths):
             if i > 0:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers += [nn.Conv2d(prev, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), make_activation(activation)]
+            layers += [
+                nn.Conv2d(prev, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w),
+                make_activation(activation),
+            ]
             prev = w
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -97,8 +103,9 @@ class MLP(nn.Module):
         super().__init__()
         activation = check_activation(activation)
         hidden = _check_widths(hidden, "hidden")
-        if in_features is not None and (isinstance(in_features, bool) or not isinstance(in_features, int)
-                                        or in_features < 1):
+        if in_features is not None and (
+            isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1
+        ):
             raise ValueError(f"`in_features` must be a positive int or None; got {in_features!r}")
         layers: list[nn.Module] = [nn.Flatten()]
         prev = in_features
@@ -143,6 +150,8 @@ def mlp(
     if in_features is None and image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-            raise ValueError(f"`image_size` must be an int or a pair (H, W) of positive ints; got {image_size!r}")
+            raise ValueError(
+                f"`image_size` must be an int or a pair (H, W) of positive ints; got {image_size!r}"
+            )
         in_features = check_in_channels(in_channels) * prod(size)
     return MLP(in_features=in_features, hidden=hidden, batch_norm=batch_norm, activation=activation)

@@ -1,9 +1,9 @@
 """Wide ResNet (WRN-d-k) for CIFAR.
 
 S. Zagoruyko, N. Komodakis, "Wide Residual Networks", BMVC 2016 (reference PyTorch port xternalz/WideResNet-
-pytorch): 3×3 stem with 16 channels, three stages 16k/32k/64k of (d−4)/6 pre-activation basic blocks (BN → act →
-3×3 conv, twice, optional dropout between; a 1×1 projection of the pre-activated input where the width changes),
-final BN → act, global average pooling. WRN-28-10: 640-d features, ~36.5M parameters.
+pytorch): 3×3 stem with 16 channels, three stages 16k/32k/64k of (d−4)/6 pre-activation basic blocks (BN → act
+→ 3×3 conv, twice, optional dropout between; a 1×1 projection of the pre-activated input where the width
+changes), final BN → act, global average pooling. WRN-28-10: 640-d features, ~36.5M parameters.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ __all__ = [
     "linear_logits",
     "mean64",
     "percentile",
+    "pinvh64",
     "prune_to_topk",
     "row_quadratic_form",
     "scatter64",
@@ -119,6 +120,19 @@ def scatter64(x: Tensor, center: Tensor, labels: Tensor | None = None) -> Tensor
         block = block - shift
         out.addmm_(block.t(), block)
     return out
+
+
+def pinvh64(matrix: Tensor) -> Tensor:
+    """Pseudo-inverse of a symmetric matrix in float64 via ``eigh``, eigenvalues with
+    |λ| <= D·eps·max|λ| treated as zero (SciPy's ``pinvh`` default, which scikit-learn's
+    ``EmpiricalCovariance.precision_`` uses)."""
+    m = matrix.to(torch.float64)
+    m = (m + m.t()) / 2  # exact symmetry, so eigh sees the matrix it assumes
+    eigenvalues, eigenvectors = torch.linalg.eigh(m)
+    cutoff = eigenvalues.abs().max() * m.shape[0] * torch.finfo(torch.float64).eps
+    keep = eigenvalues.abs() > cutoff
+    inverse = torch.where(keep, 1.0 / torch.where(keep, eigenvalues, torch.ones_like(eigenvalues)), 0.0)
+    return (eigenvectors * inverse) @ eigenvectors.t()
 
 
 def row_quadratic_form(x: Tensor, matrix: Tensor) -> Tensor:

@@ -97,6 +97,9 @@ class Detector:
     n_features_in_: int | None = None
     n_classes_: int | None = None
 
+    def __init__(self) -> None:
+        """Detectors without hyperparameters take no arguments (an unknown one raises ``TypeError``)."""
+
     # ----------------------------------------------------------------------------------------------- API
     def fit(
         self,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._utils import SCATTER_CHUNK_ROWS, row_quadratic_form, scatter64
+from ._utils import SCATTER_CHUNK_ROWS, pinvh64, row_quadratic_form, scatter64
 from .base import Detector, Requires
 from .registry import register_detector
 
@@ -50,7 +50,7 @@ def class_gaussian(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Te
         sums.index_add_(0, inverse[start : start + SCATTER_CHUNK_ROWS], block)
     means = sums / counts.to(torch.float64).unsqueeze(1)
     covariance = scatter64(features, means, inverse) / n
-    precision = torch.linalg.pinv(covariance, hermitian=True)
+    precision = pinvh64(covariance)
     return classes, means, precision
 
 

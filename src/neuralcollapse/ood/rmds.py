@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._utils import SCATTER_CHUNK_ROWS, mean64, row_quadratic_form, scatter64
+from ._utils import SCATTER_CHUNK_ROWS, mean64, pinvh64, row_quadratic_form, scatter64
 from .base import Detector, Requires
 from .mahalanobis import class_gaussian, min_class_distance
 from .registry import register_detector
@@ -45,7 +45,7 @@ class RMDS(Detector):
         self.classes_, self.means_, self.precision_ = class_gaussian(features, labels)
         self.background_mean_ = mean64(features)
         background_cov = scatter64(features, self.background_mean_) / features.shape[0]
-        self.background_precision_ = torch.linalg.pinv(background_cov, hermitian=True)
+        self.background_precision_ = pinvh64(background_cov)
 
     def _score(self, *, features: Tensor) -> Tensor:
         class_dist = min_class_distance(features, self.means_, self.precision_)

@@ -133,19 +133,27 @@ class PrototypeReassignment(Callback):
     """DL2PA label-to-prototype re-assignment, once every ``every`` epochs **after validation** (epoch e
     trains with the assignment from the end of epoch e − 1; methods.md §7.2). Calls ``head.reassign()`` and
     logs the number of classes whose prototype changed (``dl2pa/reassigned``). The assignment and the class
-    representatives are buffers of the head, so they are saved in checkpoints with the model."""
+    representatives are buffers of the head, so they are saved in checkpoints with the model.
 
-    def __init__(self, every: int = 1) -> None:
+    Args:
+        every: re-assign after every ``every``-th epoch (DL2PA: 1).
+        required: raise when the head has no ``reassign()`` (False: skip silently, for generic runs).
+    """
+
+    def __init__(self, every: int = 1, *, required: bool = True) -> None:
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"`every` must be an int >= 1 (epochs); got {every!r}")
         self.every = every
+        self.required = required
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every != 0:
             return
         head = _head(pl_module)
         if head is None or not hasattr(head, "reassign"):
+            if not self.required:
+                return
             raise ValueError("PrototypeReassignment needs a head with `reassign()` (heads.create('prototypes'))")
         changes = head.reassign()
         if isinstance(changes, Tensor):

@@ -132,10 +132,10 @@ class RunCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.last_path)
+        trainer.save_checkpoint(self.last_path, weights_only=False)
         epoch = trainer.current_epoch + 1
         if self.every_n_epochs and epoch % self.every_n_epochs == 0:
-            trainer.save_checkpoint(self.dirpath / f"epoch={epoch}.ckpt")
+            trainer.save_checkpoint(self.dirpath / f"epoch={epoch}.ckpt", weights_only=False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"dirpath": str(self.dirpath)}

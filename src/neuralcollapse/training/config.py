@@ -32,6 +32,8 @@ __all__ = [
     "load_config",
     "merge_settings",
     "save_config",
+    "build_gamma_schedule",
+    "build_margin_schedule",
     "set_term_weight",
     "validate_config",
 ]
@@ -109,8 +111,9 @@ class TrainConfig:
     #: ("lpc-paper", "lpc-2025") or a mapping of GammaSchedule arguments; None = constant weight.
     gamma_schedule: str | dict[str, Any] | None = None
     gamma_schedule_term: str = "lpc"
-    #: margin/scale ramp for ArcFace/CosFace (methods.md §5): mapping of MarginSchedule arguments.
-    margin_schedule: dict[str, Any] | None = None
+    #: margin/scale ramp for ArcFace/CosFace (methods.md §5): a preset ("lpc-arcface", "lpc-cosface"), "auto"
+    #: (the loss's preset) or a mapping of MarginSchedule arguments.
+    margin_schedule: str | bool | dict[str, Any] | None = None
     #: DL2PA label-to-prototype re-assignment cadence in epochs, after validation (0 = fixed assignment).
     reassign_every: int = 1
     #: AdaFocal: fraction of the training split held out for the per-epoch γ update (methods.md §3).
@@ -212,13 +215,15 @@ class TrainConfig:
         return SOFT_TARGET_ALPHA.get(self.soft_targets, 0.0)
 
     def run_name(self) -> str:
-        """Default run-folder name: ``<recipe or dataset-model>-<objective or loss>-s<seed>``."""
+        """Default run-folder name: ``<recipe[-variant]>-s<seed>`` or ``<dataset>-<model>-<objective or loss>-s<seed>``."""
         if self.name:
             return self.name
-        stem = self.recipe.replace(":", "-") if self.recipe else f"{self.dataset}-{self.model}"
-        what = self.objective or self.loss
-        safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in what.replace("*", "x"))
-        return f"{stem}-{safe}-s{self.seed}"
+        if self.recipe:
+            stem = self.recipe.replace(":", "-")
+        else:
+            stem = f"{self.dataset}-{self.model}-{self.objective or self.loss}"
+        safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in stem.replace("*", "x"))
+        return f"{safe}-s{self.seed}"
 
 
 def _copy(value: Any) -> Any:
@@ -424,8 +429,9 @@ def validate_config(config: TrainConfig, *, registries: bool = True) -> TrainCon
             value = getattr(c, name)
             if value is not None:
                 _check_int(value, name, minimum=1)
-        if c.mixup_alpha > 0:
-            pass  # allowed: mixup partners come from the same balanced batch
+    if c.soft_targets != "none" and c.mixup_alpha > 0:
+        raise ValueError("`soft_targets` and `mixup_alpha` > 0 cannot be combined (a mixed sample has two labels, "
+                         "a one-cold target has one)")
     if c.random_resized_crop is not None:
         rrc = c.random_resized_crop
         if not isinstance(rrc, list | tuple) or len(rrc) != 2 or not 0 < rrc[0] <= rrc[1] <= 1:
@@ -480,12 +486,15 @@ def _validate_registries(c: TrainConfig) -> None:
                 f"`gamma_schedule` drives the weight of {term!r}, which is not in `loss` {c.loss!r}; "
                 f"add it (e.g. 'ce+{term}') or set `gamma_schedule_term`"
             )
-        _gamma_schedule(c.gamma_schedule)  # raises on a bad preset / arguments
-    if c.margin_schedule is not None and not isinstance(c.margin_schedule, Mapping):
-        raise TypeError(f"`margin_schedule` must be a mapping of MarginSchedule arguments; got {c.margin_schedule!r}")
+        build_gamma_schedule(c.gamma_schedule)  # raises on a bad preset / arguments
+    if c.margin_schedule is not None:
+        margin_terms = [t for t in terms if t in ("arcface", "cosface")]
+        if not margin_terms:
+            raise ValueError(f"`margin_schedule` ramps ArcFace/CosFace, but `loss` {c.loss!r} has neither")
+        build_margin_schedule(c.margin_schedule, margin_terms[0])
     if "cot" in terms and c.optimizer != "sgd":
         raise ValueError("`loss` with 'cot' uses a second SGD optimiser (COT, Chen et al. 2019); set `optimizer` 'sgd'")
-    check_head_provides(c.head, terms, head_kwargs=c.head_kwargs)
+    check_head_provides(c.head, terms)
 
 
 def _resolve(module: Any, name: str) -> str | None:
@@ -500,22 +509,45 @@ def _resolve(module: Any, name: str) -> str | None:
         return None
 
 
-def _gamma_schedule(spec: str | Mapping[str, Any]) -> Any:
-    from ..schedules import GammaSchedule
+def build_gamma_schedule(spec: str | Mapping[str, Any]) -> Any:
+    """A :class:`~neuralcollapse.schedules.GammaSchedule` from a preset name ("lpc-paper", "lpc-2025" …), or a
+    mapping of its arguments (optionally with ``preset`` and overrides)."""
+    from ..schedules import GAMMA_PRESETS, GammaSchedule
 
     if isinstance(spec, str):
-        presets = getattr(GammaSchedule, "PRESETS", None)
-        try:
-            return GammaSchedule.preset(spec) if hasattr(GammaSchedule, "preset") else GammaSchedule(spec)
-        except (KeyError, ValueError) as err:
-            names = f" (presets: {', '.join(presets)})" if presets else ""
-            raise ValueError(f"`gamma_schedule` {spec!r} is not a known schedule{names}: {err}") from None
+        _check_choice(spec, "gamma_schedule", GAMMA_PRESETS)
+        return GammaSchedule.from_preset(spec)
     if isinstance(spec, Mapping):
+        spec = dict(spec)
+        preset = spec.pop("preset", None)
+        if preset is not None:
+            _check_choice(preset, "gamma_schedule.preset", GAMMA_PRESETS)
+            return GammaSchedule.from_preset(preset, **spec)
         return GammaSchedule(**spec)
     raise TypeError(f"`gamma_schedule` must be a preset name or a mapping; got {spec!r}")
 
 
-def check_head_provides(head: str, terms: Iterable[str], *, head_kwargs: Mapping[str, Any] | None = None) -> None:
+def build_margin_schedule(spec: str | Mapping[str, Any], term: str = "arcface") -> Any:
+    """A :class:`~neuralcollapse.schedules.MarginSchedule` from a preset name ("lpc-arcface", "lpc-cosface"),
+    ``True``/"auto" (the preset of ``term``), or a mapping of its arguments (optionally with ``preset``)."""
+    from ..schedules import MARGIN_PRESETS, MarginSchedule
+
+    if spec is True or spec == "auto":
+        spec = f"lpc-{term}"
+    if isinstance(spec, str):
+        _check_choice(spec, "margin_schedule", MARGIN_PRESETS)
+        return MarginSchedule.from_preset(spec)
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        preset = spec.pop("preset", None)
+        if preset is not None:
+            _check_choice(preset, "margin_schedule.preset", MARGIN_PRESETS)
+            return MarginSchedule.from_preset(preset, **spec)
+        return MarginSchedule(**spec)
+    raise TypeError(f"`margin_schedule` must be a preset name or a mapping; got {spec!r}")
+
+
+def check_head_provides(head: str, terms: Iterable[str]) -> None:
     """Raise when a loss term needs a head output field (``LossTerm.needs``) that ``head`` does not provide.
 
     Which fields a head provides is found by probing each registered head once on a tiny input (d = K = 4),

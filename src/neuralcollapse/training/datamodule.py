@@ -10,7 +10,6 @@ as the instance soft anti-class targets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -161,20 +160,15 @@ class CollapseDataModule(L.LightningDataModule):
         return loader
 
     def _balanced_loader(self, x: Tensor, y: Tensor) -> Any:
-        from ..data import samplers
+        from ..data.samplers import ClassBalancedBatchSampler, TensorBatchLoader
 
         cfg = self.config
         k = self.info.num_classes if self.info else int(y.max()) + 1
         per_batch = cfg.classes_per_batch or min(k, cfg.batch_size)
         per_class = cfg.samples_per_class or max(1, cfg.batch_size // per_batch)
         rank, world = self._world()
-        cls = getattr(samplers, "ClassBalancedLoader", None)
-        if cls is not None:
-            return cls(x, y, classes_per_batch=per_batch, samples_per_class=per_class, seed=cfg.seed, rank=rank,
-                       world_size=world)
-        sampler = samplers.ClassBalancedBatchSampler(y, classes_per_batch=per_batch, samples_per_class=per_class,
-                                                     seed=cfg.seed, rank=rank, world_size=world)
-        return _IndexedBatches(x, y, sampler)
+        sampler = ClassBalancedBatchSampler(y, per_batch, per_class, world_size=world, rank=rank, seed=cfg.seed)
+        return TensorBatchLoader(x, y, batch_sampler=sampler)
 
     def _eval_loader(self, x: Tensor, y: Tensor) -> Any:
         return self._loader(x, y, batch_size=self.config.eval_batch_size, shuffle=True, drop_last=False,
@@ -214,22 +208,3 @@ class CollapseDataModule(L.LightningDataModule):
         self._epoch = int(epoch)
         if self._train_loader is not None and hasattr(self._train_loader, "set_epoch"):
             self._train_loader.set_epoch(self._epoch)
-
-
-class _IndexedBatches:
-    """Batches ``(x[idx], y[idx], idx)`` from a batch sampler of indices (with ``set_epoch``)."""
-
-    def __init__(self, x: Tensor, y: Tensor, batch_sampler: Iterable[Any]) -> None:
-        self.x, self.y, self.batch_sampler = x, y, batch_sampler
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)  # type: ignore[arg-type]
-
-    def __iter__(self):
-        for batch in self.batch_sampler:
-            idx = torch.as_tensor(batch, dtype=torch.int64)
-            yield self.x[idx], self.y[idx], idx
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batch_sampler, "set_epoch"):
-            self.batch_sampler.set_epoch(epoch)

@@ -1,0 +1,162 @@
+"""Loss benchmarks: the cost of adding OCCE to cross-entropy (OCCE paper's unified objective, Eq. 8).
+
+Rows (all CPU, ratios against a baseline timed in the same run):
+
+1. loss only, forward + backward, N = 1024, K = 1000: the fused ``Objective("ce+occe")`` against
+   ``F.cross_entropy`` alone (target ≤ 2×), and the naive composition ``F.cross_entropy + occe`` beside it;
+2. the opt-in ``torch.compile`` fused kernels (``Objective(..., compile=True)``), ratio reported;
+3. one full SGD training step of a small ConvNet (batch 128 of 3×32×32, K = 100) with ``"ce+occe"`` against
+   ``"ce"`` (target ≤ 1.05×).
+
+Timings alternate between the two sides over several rounds and keep each side's fastest round median, which
+damps interference from other processes on a shared machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..losses import Objective, occe
+from ..output import HeadOutput
+from . import BenchRow, ratio_row, time_call
+
+__all__ = ["run"]
+
+GROUP = "losses"
+#: loss-only problem size (ImageNet-like K)
+LOSS_N, LOSS_K = 1024, 1000
+#: training-step problem size (CIFAR-100-like)
+STEP_BATCH, STEP_CLASSES = 128, 100
+LOSS_RATIO_TARGET = 2.0
+STEP_RATIO_TARGET = 1.05
+
+
+def _paired(fn_a: Callable[[], object], fn_b: Callable[[], object], *, rounds: int, repeat: int) -> tuple[float, float]:
+    """Alternate timing rounds of two callables; return each one's best round (median over ``repeat`` runs)."""
+    best_a = best_b = float("inf")
+    for _ in range(rounds):
+        best_a = min(best_a, time_call(fn_a, repeat=repeat, warmup=1))
+        best_b = min(best_b, time_call(fn_b, repeat=repeat, warmup=1))
+    return best_a, best_b
+
+
+def _loss_step(loss_fn: Callable[[Tensor, Tensor], Tensor], z0: Tensor, y: Tensor) -> Callable[[], None]:
+    def step() -> None:
+        z = z0.detach().requires_grad_(True)
+        loss_fn(z, y).backward()
+
+    return step
+
+
+def _objective_fn(objective: Objective) -> Callable[[Tensor, Tensor], Tensor]:
+    def fn(z: Tensor, y: Tensor) -> Tensor:
+        return objective(HeadOutput(logits=z, features=z), y).total
+
+    return fn
+
+
+def _loss_rows(quick: bool) -> list[BenchRow]:
+    gen = torch.Generator().manual_seed(0)
+    z0 = 3.0 * torch.randn(LOSS_N, LOSS_K, generator=gen)
+    y = torch.randint(0, LOSS_K, (LOSS_N,), generator=gen)
+    rounds, repeat = (3, 5) if quick else (5, 15)
+    size = f"N={LOSS_N}, K={LOSS_K}, cpu, fwd+bwd"
+
+    ce_step = _loss_step(lambda z, t: F.cross_entropy(z, t), z0, y)
+    fused_step = _loss_step(_objective_fn(Objective.parse("ce+occe")), z0, y)
+    naive_step = _loss_step(lambda z, t: F.cross_entropy(z, t) + occe(z, t), z0, y)
+
+    t_fused, t_ce = _paired(fused_step, ce_step, rounds=rounds, repeat=repeat)
+    t_naive, t_ce2 = _paired(naive_step, ce_step, rounds=rounds, repeat=repeat)
+    rows = [
+        ratio_row(
+            GROUP,
+            f"Objective('ce+occe') fused vs F.cross_entropy ({size})",
+            t_fused,
+            t_ce,
+            max_ratio=LOSS_RATIO_TARGET,
+            note="fused CE+OCCE pass, input checks on",
+        ),
+        ratio_row(
+            GROUP,
+            f"F.cross_entropy + occe naive vs F.cross_entropy ({size})",
+            t_naive,
+            t_ce2,
+            note="unfused composition, reported without target",
+        ),
+    ]
+
+    name = f"Objective('ce+occe', compile=True) vs F.cross_entropy ({size})"
+    try:
+        compiled_step = _loss_step(_objective_fn(Objective.parse("ce+occe", compile=True)), z0, y)
+        compiled_step()  # compilation happens here, outside the timed region
+        t_comp, t_ce3 = _paired(compiled_step, ce_step, rounds=rounds, repeat=repeat)
+        rows.append(ratio_row(GROUP, name, t_comp, t_ce3, note="torch.compile kernels (opt-in)"))
+    except Exception as err:  # any compiler failure only makes the row unavailable
+        rows.append(BenchRow(GROUP, name, float("nan"), "s", note=f"unavailable: {type(err).__name__}: {err}"[:160]))
+    return rows
+
+
+class _SmallConvNet(nn.Module):
+    """Two conv blocks and a linear classifier: a cheap stand-in for a CIFAR training step."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: Tensor) -> HeadOutput:
+        h = self.features(x)
+        return HeadOutput(logits=self.fc(h), features=h)
+
+
+def _train_rows(quick: bool) -> list[BenchRow]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(STEP_BATCH, 3, 32, 32, generator=gen)
+    y = torch.randint(0, STEP_CLASSES, (STEP_BATCH,), generator=gen)
+    torch.manual_seed(0)
+    model = _SmallConvNet(STEP_CLASSES)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def make_step(objective: Objective) -> Callable[[], None]:
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            total = objective(model(x), y).total
+            total.backward()
+            opt.step()
+
+        return step
+
+    rounds, repeat = (3, 3) if quick else (5, 7)
+    t_both, t_ce = _paired(
+        make_step(Objective.parse("ce+occe")), make_step(Objective.parse("ce")), rounds=rounds, repeat=repeat
+    )
+    return [
+        ratio_row(
+            GROUP,
+            f"training step ConvNet 'ce+occe' vs 'ce' (batch {STEP_BATCH}x3x32x32, K={STEP_CLASSES}, SGD, cpu)",
+            t_both,
+            t_ce,
+            max_ratio=STEP_RATIO_TARGET,
+            note="forward + loss + backward + optimiser step",
+        )
+    ]
+
+
+def run(quick: bool = False) -> list[BenchRow]:
+    """Run the loss benchmarks; ``quick`` uses fewer timing rounds."""
+    return _loss_rows(quick) + _train_rows(quick)

@@ -1,0 +1,444 @@
+"""CLI subcommands ``train``, ``evaluate`` and ``recipes`` (registered by ``neuralcollapse.cli``).
+
+This module imports neither Lightning nor torch at import time, so ``neuralcollapse --help`` stays fast.
+
+Flag conventions: our flags use dashes (``--batch-size``); the official OCCE repository's flags are accepted
+as aliases (``--w_ce``, ``--w_occe``, ``--n_epochs``, ``--train_bs``, ``--test_bs``, ``--milestones``,
+``--weight-decay``, ``--momentum``, ``--lr``, ``--seed``, ``--dataset``, ``--model preactresnet18`` /
+``preactivationresnet18``, ``--val-interval``). **``--gamma`` differs**: in the official code it is the
+learning-rate decay factor; here it is the OCCE (or LPC) weight γ — use ``--lr-decay`` for the decay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_train_config", "register"]
+
+_GAMMA_HELP = (
+    "weight γ of the OCCE term (or of the LPC penalty when the loss has no OCCE). NOTE: the official OCCE code's "
+    "--gamma is the LR decay factor; here use --lr-decay for that"
+)
+
+#: argparse dest → TrainConfig field, for flags that map one-to-one.
+_FIELD_FLAGS: dict[str, str] = {
+    "dataset": "dataset",
+    "data_dir": "data_dir",
+    "download": "download",
+    "model": "model",
+    "activation": "activation",
+    "head": "head",
+    "loss": "loss",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "eval_batch_size": "eval_batch_size",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "momentum": "momentum",
+    "nesterov": "nesterov",
+    "weight_decay": "weight_decay",
+    "schedule": "schedule",
+    "milestones": "milestones",
+    "lr_decay": "lr_decay",
+    "warmup_epochs": "warmup_epochs",
+    "seed": "seed",
+    "deterministic": "deterministic",
+    "out": "out",
+    "name": "name",
+    "devices": "devices",
+    "num_nodes": "num_nodes",
+    "accelerator": "accelerator",
+    "strategy": "strategy",
+    "precision": "precision",
+    "nc_every": "nc_every",
+    "soft_targets": "soft_targets",
+    "soft_target_alpha": "soft_target_alpha",
+    "osr_known": "osr_known",
+    "osr_split_seed": "osr_split_seed",
+    "long_tail_ratio": "long_tail_ratio",
+    "class_balanced": "class_balanced",
+    "mixup_alpha": "mixup_alpha",
+    "augment": "augment",
+    "val_every": "val_every",
+    "val_fraction": "val_fraction",
+    "progress": "progress",
+    "plots": "plots",
+    "tensorboard": "tensorboard",
+    "train_subset": "train_subset",
+}
+
+
+def _devices(value: str) -> int | str:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    S = argparse.SUPPRESS
+    what = p.add_argument_group("what to train")
+    what.add_argument("--recipe", default=S, metavar="NAME[:VARIANT]",
+                      help="a paper setting (see `neuralcollapse recipes`); flags below override it")
+    what.add_argument("--objective", default=S, metavar="PRESET",
+                      help="objective preset (ce, ce+occe, dual, ntce, nonl, normface, lpc, dl2pa, hpn, etf, "
+                           "supcon, arcface, cosface, rce, occe-instance, occe-class …) or a loss spec such as "
+                           "'focal+0.1*occe' (linear head)")
+    what.add_argument("--dataset", default=S, help="data set (digits, mnist, fashionmnist, cifar10, cifar100, svhn, "
+                                                   "tinyimagenet, imagefolder …)")
+    what.add_argument("--model", default=S, help="backbone (mlp, convnet, resnet18/34/50, resnet32, preactresnet18, "
+                                                 "mobilenetv2, densenet121, wrn28_10 …)")
+    what.add_argument("--head", default=S, help="classifier head (linear, dual, cosine, etf, prototypes, lpc …)")
+    what.add_argument("--loss", default=S, metavar="SPEC", help="objective spec, e.g. 'ce+occe', 'ce+0.1*occe', 'ntce'")
+    what.add_argument("--activation", default=S, choices=("relu", "silu"))
+    what.add_argument("--gamma", type=float, default=S, help=_GAMMA_HELP)
+    what.add_argument("--w_ce", "--w-ce", dest="w_ce", type=float, default=S,
+                      help="weight of the CE term (official OCCE flag)")
+    what.add_argument("--w_occe", "--w-occe", dest="w_occe", type=float, default=S,
+                      help="weight γ of the OCCE term (official OCCE flag; 0 keeps OCCE logged but untrained)")
+    what.add_argument("--gamma-schedule", dest="gamma_schedule", default=S, metavar="PRESET|none",
+                      help="γ schedule of the LPC penalty (lpc-paper, lpc-2025 …) or 'none'")
+    what.add_argument("--soft-targets", dest="soft_targets", default=S, choices=("none", "instance", "class"),
+                      help="soft anti-class targets for OCCE (instance α 0.1 / class α 0.5)")
+    what.add_argument("--soft-target-alpha", dest="soft_target_alpha", type=float, default=S)
+    what.add_argument("--set", dest="settings", action="append", default=S, metavar="KEY=VALUE",
+                      help="set any config field (YAML value), e.g. --set head_kwargs='{latent_dim: 32}'")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--data-dir", "--data_dir", dest="data_dir", default=S, help="folder with the data files")
+    data.add_argument("--download", action="store_true", default=S, help="download missing data (checksummed)")
+    data.add_argument("--osr-known", dest="osr_known", type=int, default=S, help="open set: number of known classes")
+    data.add_argument("--osr-split-seed", dest="osr_split_seed", type=int, default=S)
+    data.add_argument("--long-tail-ratio", dest="long_tail_ratio", type=float, default=S, help="imbalance ratio ρ")
+    data.add_argument("--class-balanced", dest="class_balanced", action="store_true", default=S)
+    data.add_argument("--val-fraction", dest="val_fraction", type=float, default=S)
+    data.add_argument("--train-subset", dest="train_subset", type=int, default=S, help="train on n samples (smoke runs)")
+    data.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=S)
+    data.add_argument("--mixup-alpha", dest="mixup_alpha", type=float, default=S)
+
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", "--n_epochs", "--n-epochs", dest="epochs", type=int, default=S)
+    opt.add_argument("--batch-size", "--train_bs", "--train-bs", dest="batch_size", type=int, default=S)
+    opt.add_argument("--eval-batch-size", "--test_bs", "--test-bs", dest="eval_batch_size", type=int, default=S)
+    opt.add_argument("--optimizer", default=S, choices=("sgd", "adamw"))
+    opt.add_argument("--lr", type=float, default=S)
+    opt.add_argument("--momentum", type=float, default=S)
+    opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)
+    opt.add_argument("--weight-decay", "--weight_decay", "--wd", dest="weight_decay", type=float, default=S)
+    opt.add_argument("--schedule", default=S, choices=("multistep", "cosine", "constant"))
+    opt.add_argument("--milestones", type=int, nargs="+", default=S, help="epochs of the multistep decay")
+    opt.add_argument("--lr-decay", "--lr_decay", dest="lr_decay", type=float, default=S,
+                     help="multistep decay factor (the official OCCE code's --gamma)")
+    opt.add_argument("--warmup-epochs", dest="warmup_epochs", type=float, default=S)
+
+    run = p.add_argument_group("runtime")
+    run.add_argument("--seed", type=int, default=S)
+    run.add_argument("--deterministic", action="store_true", default=S)
+    run.add_argument("--out", default=S, help="run folder (default runs/<name>)")
+    run.add_argument("--name", default=S, help="run name (default from recipe/dataset, model, loss, seed)")
+    run.add_argument("--resume", nargs="?", const=True, default=S, metavar="RUN_DIR|CKPT",
+                     help="continue a run from its last checkpoint (the run folder of --out, or this path)")
+    run.add_argument("--devices", type=_devices, default=S, help="devices per node (int or 'auto')")
+    run.add_argument("--num-nodes", dest="num_nodes", type=int, default=S)
+    run.add_argument("--accelerator", default=S, help="auto, cpu, gpu, ...")
+    run.add_argument("--strategy", default=S, help="auto, ddp, ddp_spawn, ...")
+    run.add_argument("--precision", default=S, help="auto, 32-true, bf16-mixed, 16-mixed")
+    run.add_argument("--nc-every", dest="nc_every", type=int, default=S, help="NC metrics every k epochs (0 = off)")
+    run.add_argument("--val-interval", "--val_interval", "--val-every", dest="val_every", type=int, default=S)
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=S)
+    run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=S)
+    run.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=S)
+    run.add_argument("--print-config", dest="print_config", action="store_true",
+                     help="print the resolved config as YAML and exit")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``evaluate`` and ``recipes`` to the ``neuralcollapse`` parser."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a model (no arguments: digits, MLP, CE+OCCE, about a minute on a CPU)",
+        description=(__doc__ or "").split("\n\n", 1)[1].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_train_arguments(train)
+    train.set_defaults(func=_run_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="OOD detection and open-set metrics of a trained checkpoint")
+    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint (or run folder) of `neuralcollapse train`")
+    evaluate.add_argument("--ood", nargs="+", default=[], metavar="DATASET",
+                          help="OOD test sets: data-set names or 'gaussian'/'uniform' (synthetic)")
+    evaluate.add_argument("--osr", action="store_true", help="open-set metrics (run trained with --osr-known)")
+    evaluate.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
+                          help="OOD detectors (default: msp ebo maxlogit knn vim rmds mahalanobis …)")
+    evaluate.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    evaluate.add_argument("--download", action="store_true")
+    evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+    evaluate.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when available)")
+    evaluate.add_argument("--out", default=None, help="write evaluation.json here (default: the run folder)")
+    evaluate.set_defaults(func=_run_evaluate)
+
+    recipes = subparsers.add_parser("recipes", help="list the paper recipes")
+    recipes.add_argument("name", nargs="?", default=None, help="show one recipe's resolved settings")
+    recipes.set_defaults(func=_run_recipes)
+
+
+# ---------------------------------------------------------------------------------------------- train
+def _parse_setting(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set expects KEY=VALUE; got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _apply_weights(config: Any, args: dict[str, Any]) -> Any:
+    from ..losses import parse_objective
+    from .config import set_term_weight
+
+    loss = config.loss
+    if "w_ce" in args:
+        loss = set_term_weight(loss, "ce", args["w_ce"])
+    if "w_occe" in args:
+        loss = set_term_weight(loss, "occe", args["w_occe"])
+    changes: dict[str, Any] = {}
+    if "gamma" in args:
+        terms = dict(parse_objective(loss))
+        if "occe" in terms or "lpc" not in terms:
+            if "occe" not in terms and "lpc" not in terms:
+                raise ValueError(
+                    f"--gamma sets the weight of the OCCE term (or the LPC penalty); loss {loss!r} has neither. "
+                    "Add it with --loss ce+occe, or use --lr-decay for the learning-rate decay (the official "
+                    "OCCE code's --gamma)"
+                )
+            loss = set_term_weight(loss, "occe", args["gamma"])
+        else:
+            if config.gamma_schedule is not None and args.get("gamma_schedule") not in ("none", None):
+                raise ValueError(
+                    f"--gamma would fix the LPC weight, but the γ schedule {config.gamma_schedule!r} sets it every "
+                    "epoch; add --gamma-schedule none for a constant γ"
+                )
+            loss = set_term_weight(loss, "lpc", args["gamma"])
+    if loss != config.loss:
+        changes["loss"] = loss
+    return config.replace(**changes) if changes else config
+
+
+def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[Any, bool]:
+    """Resolve the ``train`` flags into ``(TrainConfig, resume)``: defaults ← recipe ← objective preset ←
+    flags ← ``--set``; with ``--resume`` the run's saved config ← the flags that may change on resume."""
+    from .config import TrainConfig, merge_settings, validate_config
+    from .presets import expand_objective
+    from .recipes import recipe_settings
+
+    args = dict(vars(argv_args) if isinstance(argv_args, argparse.Namespace) else argv_args)
+    args.pop("func", None)
+    args.pop("command", None)
+    args.pop("print_config", None)
+    flags = {field: args[dest] for dest, field in _FIELD_FLAGS.items() if dest in args}
+    if "gamma_schedule" in args:
+        flags["gamma_schedule"] = None if str(args["gamma_schedule"]).lower() == "none" else args["gamma_schedule"]
+    settings = dict(_parse_setting(s) for s in args.get("settings", []))
+
+    resume = args.get("resume")
+    if resume:
+        from .runner import resume_config
+
+        run_dir = Path(flags.get("out") or "") if resume is True else Path(str(resume))
+        if resume is True and "out" not in flags:
+            raise ValueError("--resume needs the run folder: --resume RUN_DIR, or --out RUN_DIR --resume")
+        if run_dir.is_file():  # a checkpoint path: <run>/checkpoints/last.ckpt
+            run_dir = run_dir.parent.parent
+        for key in ("recipe", "objective", "gamma", "w_ce", "w_occe"):
+            if key in args:
+                raise ValueError(f"--{key} cannot be changed when resuming; start a new run with --out instead")
+        flags.pop("out", None)
+        config = resume_config(run_dir, {**flags, **settings})
+        return validate_config(config), True
+
+    config = TrainConfig()
+    if "recipe" in args:
+        config = merge_settings(config, recipe_settings(args["recipe"]), source=f"recipe {args['recipe']!r}")
+    if "objective" in args:
+        config = merge_settings(config, expand_objective(args["objective"]), source=f"objective {args['objective']!r}")
+    if flags:
+        config = merge_settings(config, flags, source="command-line flags")
+        if "loss" in flags and "objective" not in args:
+            config = config.replace(objective=None)
+    config = _apply_weights(config, args)
+    if settings:
+        config = merge_settings(config, settings, source="--set")
+    config = _drop_stale_kwargs(config)
+    return validate_config(config), False
+
+
+def _drop_stale_kwargs(config: Any) -> Any:
+    """Term kwargs of a recipe whose term the flags removed from the loss are dropped (not an error)."""
+    from ..losses import TERMS, parse_objective
+
+    terms = {n for n, _ in parse_objective(config.loss)}
+    kept = {k: v for k, v in config.loss_kwargs.items() if k in TERMS and TERMS.resolve(k) in terms}
+    return config if kept == config.loss_kwargs else config.replace(loss_kwargs=kept)
+
+
+def _error(command: str, err: BaseException) -> int:
+    print(f"neuralcollapse {command}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..data.base import DatasetNotFoundError
+    from .checkpoint import CorruptCheckpointError
+
+    try:
+        config, resume = build_train_config(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        return _error("train", err)
+    if getattr(args, "print_config", False):
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None), end="")
+        return 0
+    from .runner import fit
+
+    try:
+        result = fit(config, resume=resume)
+    except (CorruptCheckpointError, DatasetNotFoundError, FileExistsError) as err:
+        return _error("train", err)
+    except FileNotFoundError as err:
+        return _error("train", err)
+    except ValueError as err:
+        return _error("train", err)
+    if _is_rank_zero():
+        print_run_summary(result)
+    return 0
+
+
+def _is_rank_zero() -> bool:
+    import os
+
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+_SUMMARY_ROWS = (
+    ("accuracy", "acc"),
+    ("loss", "loss"),
+    ("CE", "ce"),
+    ("OCCE (KL form)", "occe"),
+    ("NC1 tr(Σ_W Σ_B†)/K", "nc1"),
+    ("NC2 (classifier ETF)", "nc2"),
+    ("NC2 (class means ETF)", "nc2_means"),
+    ("NC3 self-duality (W vs M)", "nc3"),
+    ("NC4 ‖b + Wμ_G‖²", "nc4"),
+    ("NCC mismatch", "ncc_mismatch"),
+)
+
+
+def summary_rows(metrics: dict[str, float]) -> list[tuple[str, str, str]]:
+    """(label, train value, test value) rows of the final metrics (formatted; '' when absent)."""
+
+    def fmt(value: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3e}"
+
+    rows = []
+    for label, key in _SUMMARY_ROWS:
+        if key in ("acc", "loss", "ce", "occe"):
+            train = metrics.get(f"train_clean/{key}", metrics.get(f"train/{key}"))
+            test = metrics.get(f"test/{key}")
+        else:
+            train, test = metrics.get(f"train_nc/{key}"), metrics.get(f"test_nc/{key}")
+        if train is not None or test is not None:
+            rows.append((label, fmt(train), fmt(test)))
+    return rows
+
+
+def print_run_summary(result: Any) -> None:
+    """A table of the final accuracy and NC metrics, and where the run folder is."""
+    metrics = result.metrics
+    title = f"{result.config.dataset} · {result.config.model} · {result.config.head} · {result.config.loss}"
+    epoch = int(metrics.get("epoch", 0))
+    rows = summary_rows(metrics)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{title} — after epoch {epoch}")
+        table.add_column("metric")
+        table.add_column("train (eval mode)", justify="right")
+        table.add_column("test", justify="right")
+        for row in rows:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        console.print(f"run folder: [bold]{result.run_dir}[/bold] (config.yaml, metrics.csv, tensorboard/, "
+                      "checkpoints/last.ckpt, plots/)")
+    except ImportError:  # pragma: no cover
+        print(f"{title} — after epoch {epoch}")
+        for label, train, test in rows:
+            print(f"  {label:28s} {train:>12s} {test:>12s}")
+        print(f"run folder: {result.run_dir}")
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from ..data.base import DatasetNotFoundError
+    from .checkpoint import CorruptCheckpointError
+
+    try:
+        from .evaluation import evaluate_checkpoint, print_evaluation
+
+        report = evaluate_checkpoint(
+            args.checkpoint, ood=args.ood, osr=args.osr, detectors=args.detectors, data_dir=args.data_dir,
+            download=args.download, batch_size=args.batch_size, device=args.device, out=args.out,
+        )
+    except (ValueError, TypeError, FileNotFoundError, CorruptCheckpointError, DatasetNotFoundError) as err:
+        return _error("evaluate", err)
+    print_evaluation(report)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+def _run_recipes(args: argparse.Namespace) -> int:
+    from .recipes import get_recipe, list_recipes, recipe_settings
+
+    try:
+        if args.name:
+            import yaml
+
+            recipe = get_recipe(args.name)
+            print(f"# {recipe.name}: {recipe.description}")
+            if recipe.variants:
+                print(f"# variants: {', '.join(recipe.variants)} (default: {recipe.default_variant})")
+            print(yaml.safe_dump(recipe_settings(args.name), sort_keys=False, default_flow_style=None), end="")
+            return 0
+        recipes = list_recipes()
+    except ValueError as err:
+        return _error("recipes", err)
+    _print_recipes(recipes)
+    return 0
+
+
+def _print_recipes(recipes: Sequence[Any]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="recipes (neuralcollapse train --recipe NAME[:VARIANT])", show_lines=False)
+        table.add_column("name", no_wrap=True)
+        table.add_column("description")
+        table.add_column("variants")
+        for r in recipes:
+            variants = ", ".join(v + ("*" if v == r.default_variant else "") for v in r.variants)
+            table.add_row(r.name, r.description, variants)
+        Console().print(table)
+    except ImportError:  # pragma: no cover
+        for r in recipes:
+            print(f"{r.name:32s} {r.description}")
+            if r.variants:
+                print(f"{'':32s} variants: {', '.join(r.variants)}")

@@ -1,0 +1,264 @@
+"""``neuralcollapse evaluate``: closed-set accuracy, post-hoc OOD detection and open-set metrics of a checkpoint.
+
+Representations are extracted once in eval mode without augmentation: the training split (to fit the
+detectors — never the test or OOD data, methods.md §10), the ID test split, each OOD set (converted to the ID
+channels and size, normalised with the ID statistics) and, for open-set runs, the unknown-class test images.
+Scores: higher = in-distribution / known. OSR metrics follow methods.md §11 (ER on the knowns, OSCR with ties
+grouped, AUROC with the known class positive; MSP; the dual head also reports its OCCE and combined scores).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DEFAULT_DETECTORS", "Representations", "evaluate_checkpoint", "extract", "print_evaluation"]
+
+#: The ten detectors of the OCCE paper's OOD study (OpenOOD v1.5 defaults; methods.md §10).
+DEFAULT_DETECTORS = ("msp", "odin", "rmds", "ebo", "vim", "knn", "dice", "she", "relation", "scale")
+#: ViM's principal-space dimension when the features are too narrow for its default (256): D/2.
+VIM_NARROW_FRACTION = 0.5
+
+
+class Representations(dict):
+    """``features``, ``logits``, ``labels`` (and ``anti_logits`` for the dual head) of one split, on the CPU."""
+
+
+@torch.no_grad()
+def extract(module: Any, x: Tensor, y: Tensor | None = None, *, batch_size: int = 512) -> Representations:
+    """Forward ``x`` (uint8 or float images) through ``module`` in eval mode in batches; CPU float32 outputs."""
+    module.eval()
+    device = next(module.parameters()).device
+    out: dict[str, list[Tensor]] = {"features": [], "logits": [], "anti_logits": []}
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[start : start + batch_size].to(device)
+        o = module(batch)
+        out["features"].append(o.features.float().cpu())
+        out["logits"].append(o.logits.float().cpu())
+        if o.anti_logits is not None:
+            out["anti_logits"].append(o.anti_logits.float().cpu())
+        if o.prototypes is not None:
+            module._last_prototypes = o.prototypes.detach().float()
+    rep = Representations({k: torch.cat(v) for k, v in out.items() if v})
+    if y is not None:
+        rep["labels"] = y.clone()
+    return rep
+
+
+class _Logits(nn.Module):
+    """Model wrapper returning logits of *normalised* inputs (what ODIN perturbs)."""
+
+    def __init__(self, module: Any) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module.net(x).logits
+
+
+def _resolve_checkpoint(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    return path
+
+
+def _load_module(path: Path, device: str | None) -> Any:
+    from .checkpoint import load_checkpoint
+    from .config import TrainConfig
+    from .module import CollapseModule
+    from .network import DataInfo
+
+    ckpt = load_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    config = TrainConfig.from_dict(hp["config"], source=str(path))
+    module = CollapseModule(config, DataInfo.from_dict(hp["data_info"]))
+    module.load_state_dict(ckpt["state_dict"])
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return module.to(dev).eval(), config, int(ckpt.get("epoch", -1)) + 1
+
+
+def _detector_scores(names: Sequence[str], module: Any, train: Representations, std: Sequence[float],
+                     splits: dict[str, tuple[Representations, Tensor]]) -> tuple[dict[str, dict[str, Tensor]],
+                                                                                  dict[str, str]]:
+    from .. import ood
+
+    weight, bias = module.classifier_matrix()
+    d = train["features"].shape[1]
+    scores: dict[str, dict[str, Tensor]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        key = ood.DETECTORS.resolve(name) if hasattr(ood, "DETECTORS") else name
+        kwargs: dict[str, Any] = {}
+        if key == "vim" and d <= 256:
+            kwargs["dim"] = max(1, int(d * VIM_NARROW_FRACTION))
+        if key == "odin":
+            kwargs["std"] = tuple(std)
+        try:
+            det = ood.create(name, **kwargs)
+            det.fit(features=train["features"], labels=train["labels"], logits=train["logits"],
+                    weight=None if weight is None else weight.cpu(), bias=None if bias is None else bias.cpu(),
+                    model=_Logits(module))
+            scores[name] = {}
+            for split, (rep, inputs) in splits.items():
+                s = det.score(features=rep["features"], logits=rep["logits"],
+                              inputs=module.normalize(module.prepare_input(inputs.to(module.device))))
+                scores[name][split] = s.detach().float().cpu()
+        except (ValueError, TypeError) as err:  # a detector that does not apply to this head / feature space
+            skipped[name] = str(err)
+            scores.pop(name, None)
+    return scores, skipped
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    ood: Sequence[str] = (),
+    osr: bool = False,
+    detectors: Sequence[str] | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    batch_size: int = 512,
+    device: str | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a training checkpoint; returns (and writes as ``evaluation.json``) a report dict.
+
+    Args:
+        checkpoint: ``last.ckpt`` (or its run folder).
+        ood: OOD test sets (registered data-set names or "gaussian"/"uniform").
+        osr: open-set metrics (the run must have been trained with ``osr_known``).
+        detectors: OOD detectors (default :data:`DEFAULT_DETECTORS`; ``ood.names()`` lists all).
+        data_dir, download: where the data are (default: the run's ``data_dir``).
+        batch_size: forward batch size; device: "cpu", "cuda" … (default: CUDA when available).
+        out: folder for ``evaluation.json`` (default: the run folder).
+
+    Raises:
+        FileNotFoundError / CorruptCheckpointError: missing or unreadable checkpoint.
+        ValueError: ``osr`` for a run without known classes; unknown detector or data-set names.
+    """
+    from .. import ood as ood_pkg
+    from ..data.splits import ood_pair, open_set_split
+    from .datamodule import load_data
+
+    path = _resolve_checkpoint(checkpoint)
+    module, config, epoch = _load_module(path, device)
+    if osr and config.osr_known is None:
+        raise ValueError("--osr needs a run trained on known classes (--osr-known K); this run used all classes")
+    names = list(detectors) if detectors else list(DEFAULT_DETECTORS)
+    for name in names:
+        ood_pkg.create(name)  # unknown names raise here, listing the valid ones
+    data_config = config.replace(data_dir=data_dir or config.data_dir, download=download)
+    splits, _ = load_data(data_config)
+    train = extract(module, splits.train_x, splits.train_y, batch_size=batch_size)
+    test = extract(module, splits.test_x, splits.test_y, batch_size=batch_size)
+    pred = test["logits"].argmax(dim=1)
+    report: dict[str, Any] = {
+        "checkpoint": str(path),
+        "epoch": epoch,
+        "dataset": config.dataset,
+        "model": config.model,
+        "head": config.head,
+        "loss": config.loss,
+        "closed_set": {"accuracy": float((pred == test["labels"]).float().mean()), "samples": int(len(pred))},
+    }
+    evaluated: dict[str, tuple[Representations, Tensor]] = {"id": (test, splits.test_x)}
+    for name in ood:
+        pair = ood_pair(splits, name, root=data_config.data_dir, download=download, seed=config.seed)
+        evaluated[f"ood:{pair.ood_name}"] = (extract(module, pair.ood_x, batch_size=batch_size), pair.ood_x)
+    if osr:
+        from .. import data as ncdata
+
+        full = ncdata.create(config.dataset, root=data_config.data_dir, download=download)
+        split_seed = config.seed if config.osr_split_seed is None else config.osr_split_seed
+        osr_data = open_set_split(full, num_known=config.osr_known, seed=split_seed)
+        evaluated["unknown"] = (extract(module, osr_data.unknown_x, batch_size=batch_size), osr_data.unknown_x)
+        report["open_set"] = _open_set_report(test, evaluated["unknown"][0], osr_data.known_classes)
+    if ood:
+        scores, skipped = _detector_scores(names, module, train, module.info.std, evaluated)
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        for det_name, per_split in scores.items():
+            table[det_name] = {}
+            for split, s in per_split.items():
+                if split.startswith("ood:"):
+                    table[det_name][split[4:]] = ood_pkg.evaluate(per_split["id"], s)
+        report["ood"] = table
+        if skipped:
+            report["ood_skipped"] = skipped
+    folder = Path(out) if out is not None else path.parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evaluation.json").write_text(json.dumps(report, indent=1))
+    report["written"] = str(folder / "evaluation.json")
+    return report
+
+
+def _open_set_report(known: Representations, unknown: Representations, known_classes: Sequence[int]) -> dict:
+    from .. import openset
+
+    labels = known["labels"]
+    scores: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+    z_k, z_u = known["logits"], unknown["logits"]
+    p_k, p_u = z_k.softmax(dim=1), z_u.softmax(dim=1)
+    scores["msp"] = (p_k.max(dim=1).values, p_u.max(dim=1).values, p_k.argmax(dim=1))
+    if "anti_logits" in known:
+        # Dual head (OCCE paper §3.3): OCCE-head probabilities softmax(−z̄); combined softmax(z) − q/max q.
+        a_k, a_u = known["anti_logits"], unknown["anti_logits"]
+        o_k, o_u = (-a_k).softmax(dim=1), (-a_u).softmax(dim=1)
+        scores["occe_head"] = (o_k.max(dim=1).values, o_u.max(dim=1).values, o_k.argmax(dim=1))
+
+        def combined(p: Tensor, a: Tensor) -> Tensor:
+            q = a.softmax(dim=1)
+            return p - q / q.max(dim=1, keepdim=True).values
+
+        c_k, c_u = combined(p_k, a_k), combined(p_u, a_u)
+        scores["combined"] = (c_k.max(dim=1).values, c_u.max(dim=1).values, c_k.argmax(dim=1))
+    report: dict[str, Any] = {"known_classes": list(known_classes)}
+    for name, (s_k, s_u, pred) in scores.items():
+        correct = pred == labels
+        report[name] = {
+            "error": float(openset.closed_set_error(pred, labels)),
+            "oscr": float(openset.oscr(s_k, correct, s_u)),
+            "auroc": float(openset.openset_auroc(s_k, s_u)),
+        }
+    return report
+
+
+def print_evaluation(report: dict[str, Any]) -> None:
+    """Print the evaluation report as tables (rich when available)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        print(json.dumps(report, indent=1))
+        return
+    console = Console()
+    acc = report["closed_set"]["accuracy"]
+    console.print(f"[bold]{report['dataset']} · {report['model']} · {report['head']} · {report['loss']}[/bold] "
+                  f"(epoch {report['epoch']}): closed-set accuracy {acc:.4f}")
+    if "open_set" in report:
+        table = Table(title="open set (known = positive)")
+        for col in ("score", "ER %", "OSCR %", "AUROC %"):
+            table.add_column(col, justify="right" if col != "score" else "left")
+        for name, values in report["open_set"].items():
+            if isinstance(values, dict):
+                table.add_row(name, f"{100 * values['error']:.2f}", f"{100 * values['oscr']:.2f}",
+                              f"{100 * values['auroc']:.2f}")
+        console.print(table)
+    if report.get("ood"):
+        sets = sorted({s for per in report["ood"].values() for s in per})
+        table = Table(title="OOD detection, AUROC % / FPR95 % (ID positive = higher score)")
+        table.add_column("detector")
+        for s in sets:
+            table.add_column(s, justify="right")
+        for det, per in report["ood"].items():
+            table.add_row(det, *[f"{100 * per[s]['auroc']:.2f} / {100 * per[s]['fpr95']:.2f}" if s in per else ""
+                                 for s in sets])
+        console.print(table)
+        for det, why in report.get("ood_skipped", {}).items():
+            console.print(f"[dim]skipped {det}: {why}[/dim]")
+    console.print(f"written: {report.get('written')}")

@@ -1,0 +1,283 @@
+"""``fit(config)``: one training run, from a validated config to a run folder.
+
+The run folder holds ``config.yaml`` (the resolved config), ``metrics.csv``/``metrics.json`` (one row per
+epoch), ``tensorboard/`` (Lightning's logs plus the official OCCE tags), ``checkpoints/last.ckpt`` (written
+atomically every epoch; ``resume=True`` continues from it) and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RESUMABLE_CHANGES, TrainConfig, config_diff, save_config, validate_config
+
+__all__ = ["RUN_DIR_ENV", "RunResult", "build_callbacks", "build_trainer", "fit", "resolve_run_dir", "resume_config"]
+
+#: Environment variable carrying the run folder to DDP worker processes launched by Lightning.
+RUN_DIR_ENV = "NEURALCOLLAPSE_RUN_DIR"
+#: Parent folder of run folders when ``out`` is not given.
+DEFAULT_RUNS_DIR = "runs"
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`fit`: the run folder, its config, the final epoch's metrics and the history."""
+
+    run_dir: Path
+    config: TrainConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        path = self.run_dir / "checkpoints" / "last.ckpt"
+        return path if path.is_file() else None
+
+
+def _is_worker() -> bool:
+    """True in a process started by a launcher as a non-zero rank (Lightning's DDP launcher, torchrun)."""
+    return any(int(os.environ.get(k, "0") or 0) > 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def _launched_distributed() -> bool:
+    return "RANK" in os.environ or "LOCAL_RANK" in os.environ
+
+
+def resolve_run_dir(config: TrainConfig, *, resume: bool) -> Path:
+    """The run folder: ``config.out``, else ``runs/<config.run_name()>``.
+
+    Without ``resume``, a default-named folder that already holds a checkpoint gets a numeric suffix
+    (``-2``, ``-3`` …); an explicit ``out`` that holds one raises (pass ``resume`` or another folder). DDP
+    workers started by Lightning reuse the folder chosen by rank 0 (environment ``NEURALCOLLAPSE_RUN_DIR``).
+    """
+    if _is_worker() and os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    explicit = config.out is not None
+    base = Path(config.out) if explicit else Path(DEFAULT_RUNS_DIR) / config.run_name()
+    if resume:
+        return base
+    if (base / "checkpoints" / "last.ckpt").exists():
+        if explicit or _launched_distributed():
+            raise FileExistsError(
+                f"run folder {str(base)!r} already holds a checkpoint; pass --resume to continue it, or --out "
+                "with a new folder"
+            )
+        n = 2
+        while (base.with_name(f"{base.name}-{n}") / "checkpoints" / "last.ckpt").exists():
+            n += 1
+        base = base.with_name(f"{base.name}-{n}")
+    return base
+
+
+def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The saved config of ``run_dir`` with ``overrides`` of the fields that may change on resume
+    (``epochs``, devices, progress …); other changes raise ``ValueError`` naming them."""
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
+    saved = TrainConfig.from_dict(load_checkpoint(ckpt)["hyper_parameters"]["config"], source=str(ckpt))
+    config = saved.replace(**(overrides or {}), out=str(run_dir))
+    changed = sorted(k for k in config_diff(saved, config) if k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ValueError(
+            f"cannot change {', '.join(changed)} when resuming {str(run_dir)!r} (only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change); start a new run with --out instead"
+        )
+    return config
+
+
+#: Lightning messages that say nothing about this run (we log epoch-level values only; GPU/TPU banners).
+_NOISE = (
+    r".*number of training batches .* is smaller than the logging interval.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*It is recommended to use `self\.log\(.*sync_dist=True\)`.*",
+    r".*does not have many workers which may be a bottleneck.*",
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's informational banners and warnings that do not apply to these runs."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in _NOISE:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    import torch
+
+    accel = config.accelerator
+    if accel in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def build_callbacks(config: TrainConfig, run_dir: Path, extra: Sequence[Any] = ()) -> list[Any]:
+    """The run's callbacks in execution order (checkpointing runs last, as Lightning orders it)."""
+    from ..losses import parse_objective
+    from .callbacks import (
+        AdaFocalCallback,
+        AnticlassSelfDistillation,
+        GammaScheduleCallback,
+        MarginScheduleCallback,
+        PrototypeReassignment,
+    )
+    from .checkpoint import RunCheckpoint
+    from .config import build_gamma_schedule, build_margin_schedule
+    from .recording import MetricsWriter, OCCETensorBoardTags, PlotWriter, progress_bar
+
+    terms = [n for n, _ in parse_objective(config.loss)]
+    callbacks: list[Any] = []
+    if config.gamma_schedule is not None:
+        callbacks.append(GammaScheduleCallback(build_gamma_schedule(config.gamma_schedule), config.gamma_schedule_term))
+    if config.margin_schedule is not None:
+        term = next((t for t in terms if t in ("arcface", "cosface")), None)
+        if term is None:
+            raise ValueError("`margin_schedule` needs an 'arcface' or 'cosface' term in `loss`")
+        callbacks.append(MarginScheduleCallback(build_margin_schedule(config.margin_schedule, term), term))
+    if config.soft_targets != "none":
+        callbacks.append(AnticlassSelfDistillation(config.soft_targets, config.soft_alpha))
+    if "adafocal" in terms:
+        callbacks.append(AdaFocalCallback())
+    callbacks.extend(extra)
+    if config.reassign_every > 0:
+        callbacks.append(PrototypeReassignment(config.reassign_every, required=False))
+    callbacks.append(MetricsWriter(run_dir))
+    if config.tensorboard:
+        callbacks.append(OCCETensorBoardTags())
+    if config.plots:
+        callbacks.append(PlotWriter(run_dir))
+    if config.progress:
+        callbacks.append(progress_bar())
+    if config.checkpoint:
+        callbacks.append(RunCheckpoint(run_dir / "checkpoints"))
+    return callbacks
+
+
+def build_trainer(config: TrainConfig, run_dir: Path, callbacks: Sequence[Any], **overrides: Any) -> Any:
+    """A ``lightning.Trainer`` for the run (atomic checkpoints, epoch-level logging, no sanity check)."""
+    import lightning as L
+
+    from .checkpoint import AtomicCheckpointIO
+
+    logger: Any = False
+    if config.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        # Mirrors the official OCCE layout logs/{dataset}/{model}/{model}_ce=..._occe=..._e=..._s=...
+        weights = _official_weights(config.loss)
+        version = f"{config.model}_ce={weights[0]:g}_occe={weights[1]:g}_e={config.epochs}_s={config.seed}"
+        logger = TensorBoardLogger(save_dir=str(run_dir / "tensorboard"), name=f"{config.dataset}/{config.model}",
+                                   version=version, default_hp_metric=False)
+    kwargs: dict[str, Any] = dict(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=_precision(config),
+        deterministic=config.deterministic,
+        logger=logger,
+        callbacks=list(callbacks),
+        enable_checkpointing=config.checkpoint,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=config.val_every,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_eval_batches,
+        log_every_n_steps=50,
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        benchmark=False if config.deterministic else None,
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def _official_weights(loss: str) -> tuple[float, float]:
+    from ..losses import parse_objective
+
+    weights = dict(parse_objective(loss))
+    return weights.get("ce", 0.0), weights.get("occe", 0.0)
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train one run and return its :class:`RunResult`.
+
+    Args:
+        config: the resolved config (validated here).
+        resume: continue ``<run>/checkpoints/last.ckpt`` (model, optimiser, epoch, schedules, prototype
+            assignment, soft-target memory, RNG); the run folder is ``config.out`` (or the default name).
+        callbacks: extra Lightning callbacks (run before the recorders).
+        trainer_kwargs: overrides of the ``lightning.Trainer`` arguments.
+
+    Raises:
+        ValueError / TypeError: invalid config (the message names the setting and the valid choices).
+        DataUnavailableError: the data set is missing (with the download hint).
+        CorruptCheckpointError: ``resume`` with an unreadable checkpoint.
+        FileExistsError: ``out`` already holds a checkpoint and ``resume`` is False.
+
+    Example:
+        >>> result = fit(TrainConfig(epochs=2, progress=False))  # doctest: +SKIP
+        >>> result.metrics["test/acc"] > 0.5  # doctest: +SKIP
+        True
+    """
+    import lightning as L
+
+    from .checkpoint import load_checkpoint
+    from .datamodule import CollapseDataModule
+    from .module import CollapseModule
+    from .recording import read_metrics
+
+    validate_config(config)
+    run_dir = resolve_run_dir(config, resume=resume)
+    ckpt_path = None
+    if resume:
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
+        load_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
+    if not _is_worker():
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+    config = config.replace(out=str(run_dir))
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = CollapseDataModule(config)
+    info = datamodule.load()
+    module = CollapseModule(config, info)
+    with quiet_lightning():
+        trainer = build_trainer(config, run_dir, build_callbacks(config, run_dir, callbacks),
+                                **(trainer_kwargs or {}))
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    with quiet_lightning():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    history = read_metrics(run_dir)
+    return RunResult(run_dir, config, dict(history[-1]) if history else {}, history)
