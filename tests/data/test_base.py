@@ -35,7 +35,7 @@ def test_digits_pixels_are_the_sklearn_values_scaled(digits):
     ref = {(img.tobytes(), int(lab)) for img, lab in zip(scaled.reshape(-1, 64), bunch.target)}
     got = {(img.tobytes(), int(lab)) for img, lab in zip(allx, ally)}
     assert got == ref
-    assert set(np.unique(allx)) <= {int(round(v * 255 / 16)) for v in range(17)} | {128}
+    assert set(np.unique(allx)) <= {round(v * 255 / 16) for v in range(17)} | {128}
     # to_float is within 1/510 of v/16.
     assert np.abs(scaled / 255.0 - bunch.images / 16.0).max() <= 1 / 510 + 1e-12
 
@@ -56,7 +56,8 @@ def test_digits_mean_std_are_training_statistics(digits):
     assert digits.std[0] == pytest.approx(x.std(unbiased=False).item(), abs=1e-12)
     z = digits.normalize(digits.train_x)
     assert z.dtype == torch.float32
-    assert z.mean().item() == pytest.approx(0.0, abs=1e-5) and z.std(unbiased=False).item() == pytest.approx(1, abs=1e-5)
+    assert z.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert z.std(unbiased=False).item() == pytest.approx(1, abs=1e-5)
 
 
 def test_to_float_and_normalize(digits):
@@ -75,7 +76,9 @@ def test_to_float_and_normalize(digits):
 def test_to_rgb_replicates(digits):
     rgb = ncd.create("digits", to_rgb=True)
     assert rgb.in_channels == 3 and rgb.mean == digits.mean * 3
-    assert torch.equal(rgb.train_x[:, 0], digits.train_x[:, 0]) and torch.equal(rgb.train_x[:, 2], digits.train_x[:, 0])
+    assert torch.equal(rgb.train_x[:, 0], digits.train_x[:, 0]) and torch.equal(
+        rgb.train_x[:, 2], digits.train_x[:, 0]
+    )
 
 
 def test_subset_classes_remaps_in_the_given_order(digits):
@@ -125,8 +128,18 @@ def test_long_tail_and_class_counts(digits):
 def test_dataset_splits_validates_its_fields():
     x = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
     y = torch.tensor([0, 1, 0, 1])
-    ok = dict(name="t", train_x=x, train_y=y, test_x=x, test_y=y, num_classes=2, in_channels=1,
-              image_size=(2, 2), mean=(0.5,), std=(0.5,))
+    ok = dict(
+        name="t",
+        train_x=x,
+        train_y=y,
+        test_x=x,
+        test_y=y,
+        num_classes=2,
+        in_channels=1,
+        image_size=(2, 2),
+        mean=(0.5,),
+        std=(0.5,),
+    )
     DatasetSplits(**ok)
     with pytest.raises(ValueError, match="`train_x` and `train_y` must have the same length"):
         DatasetSplits(**{**ok, "train_y": y[:3]})
@@ -148,10 +161,19 @@ def test_dataset_splits_validates_its_fields():
 
 
 def test_registry_errors_and_names():
-    assert {"digits", "mnist", "fashionmnist", "cifar10", "cifar100", "svhn", "tinyimagenet", "imagefolder"} <= set(
-        ncd.names()
-    )
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar1000'.*valid names: .*cifar10.*did you mean"):
+    assert {
+        "digits",
+        "mnist",
+        "fashionmnist",
+        "cifar10",
+        "cifar100",
+        "svhn",
+        "tinyimagenet",
+        "imagefolder",
+    } <= set(ncd.names())
+    with pytest.raises(
+        ValueError, match=r"unknown dataset 'cifar1000'.*valid names: .*cifar10.*did you mean"
+    ):
         ncd.create("cifar1000")
     with pytest.raises(TypeError, match="`download` must be a bool"):
         ncd.create("digits", download="yes")

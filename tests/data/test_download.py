@@ -117,7 +117,9 @@ def test_extract_tar(tmp_path, mode):
     archive = tmp_path / f"a{suffix}"
     _tar(archive, {"top/a.txt": b"A", "top/sub/b.txt": b"B"}, mode)
     out = extract_archive(archive, tmp_path / "x")
-    assert (out / "top" / "a.txt").read_bytes() == b"A" and (out / "top" / "sub" / "b.txt").read_bytes() == b"B"
+    assert (out / "top" / "a.txt").read_bytes() == b"A" and (
+        out / "top" / "sub" / "b.txt"
+    ).read_bytes() == b"B"
 
 
 def test_extract_zip_and_gz(tmp_path):
@@ -203,7 +205,9 @@ def test_create_with_download_fetches_verifies_and_extracts(tmp_path, rng, monke
     server.parent.mkdir()
     server.write_bytes(blob)
     monkeypatch.setitem(
-        ncd.RESOURCES, "cifar10", (Resource(server.as_uri(), "cifar-10-python.tar.gz", _md5(blob), extract=True),)
+        ncd.RESOURCES,
+        "cifar10",
+        (Resource(server.as_uri(), "cifar-10-python.tar.gz", _md5(blob), extract=True),),
     )
     root = tmp_path / "data"
     with pytest.raises(ncd.DatasetNotFoundError, match=server.as_uri()):
@@ -218,7 +222,9 @@ def test_create_with_download_and_wrong_checksum(tmp_path, rng, monkeypatch):
     server = tmp_path / "cifar.tar.gz"
     server.write_bytes(blob)
     monkeypatch.setitem(
-        ncd.RESOURCES, "cifar10", (Resource(server.as_uri(), "cifar-10-python.tar.gz", "1" * 32, extract=True),)
+        ncd.RESOURCES,
+        "cifar10",
+        (Resource(server.as_uri(), "cifar-10-python.tar.gz", "1" * 32, extract=True),),
     )
     root = tmp_path / "data"
     with pytest.raises(ValueError, match="checksum mismatch"):
@@ -229,8 +235,12 @@ def test_create_with_download_and_wrong_checksum(tmp_path, rng, monkeypatch):
 def test_mnist_download_keeps_gz_files(tmp_path, rng, monkeypatch):
     resources = []
     arrays = {}
-    for name, shape in (("train-images-idx3-ubyte", (3, 28, 28)), ("train-labels-idx1-ubyte", (3,)),
-                        ("t10k-images-idx3-ubyte", (2, 28, 28)), ("t10k-labels-idx1-ubyte", (2,))):
+    for name, shape in (
+        ("train-images-idx3-ubyte", (3, 28, 28)),
+        ("train-labels-idx1-ubyte", (3,)),
+        ("t10k-images-idx3-ubyte", (2, 28, 28)),
+        ("t10k-labels-idx1-ubyte", (2,)),
+    ):
         arr = rng.integers(0, 10, shape, dtype=np.uint8)
         arrays[name] = arr
         path = tmp_path / "srv" / f"{name}.gz"

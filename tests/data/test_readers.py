@@ -64,7 +64,9 @@ def test_mnist_like_round_trip(tmp_path, rng, gz, name, folder):
 def test_mnist_root_may_be_the_raw_folder_itself(tmp_path, rng):
     arrays = _write_mnist(tmp_path, rng, gz=False)
     d = ncd.create("mnist", root=tmp_path, to_rgb=True)
-    assert d.in_channels == 3 and torch.equal(d.train_x[:, 1], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
+    assert d.in_channels == 3 and torch.equal(
+        d.train_x[:, 1], torch.from_numpy(arrays["train-images-idx3-ubyte"])
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,16 +134,21 @@ def _cifar_batch(path, rng, n, label_key, k, protocol=2):
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
     labels = rng.integers(0, k, n).tolist()
     with open(path, "wb") as fh:
-        pickle.dump({b"batch_label": b"test", label_key: labels, b"data": data, b"filenames": [b"x"] * n}, fh,
-                    protocol=protocol)
+        pickle.dump(
+            {b"batch_label": b"test", label_key: labels, b"data": data, b"filenames": [b"x"] * n},
+            fh,
+            protocol=protocol,
+        )
     return data.reshape(n, 3, 32, 32), np.asarray(labels)
 
 
 def test_cifar10_round_trip(tmp_path, rng):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    parts = [_cifar_batch(folder / f"data_batch_{i}", rng, 3, b"labels", 10, protocol=2 + i % 4)
-             for i in range(1, 6)]
+    parts = [
+        _cifar_batch(folder / f"data_batch_{i}", rng, 3, b"labels", 10, protocol=2 + i % 4)
+        for i in range(1, 6)
+    ]
     test = _cifar_batch(folder / "test_batch", rng, 4, b"labels", 10)
     names = [f"class{i}".encode() for i in range(10)]
     with open(folder / "batches.meta", "wb") as fh:
@@ -149,7 +156,9 @@ def test_cifar10_round_trip(tmp_path, rng):
     d = ncd.create("cifar10", root=tmp_path)
     assert torch.equal(d.train_x, torch.from_numpy(np.concatenate([p[0] for p in parts])))
     assert torch.equal(d.train_y, torch.from_numpy(np.concatenate([p[1] for p in parts])))
-    assert torch.equal(d.test_x, torch.from_numpy(test[0])) and torch.equal(d.test_y, torch.from_numpy(test[1]))
+    assert torch.equal(d.test_x, torch.from_numpy(test[0])) and torch.equal(
+        d.test_y, torch.from_numpy(test[1])
+    )
     assert d.class_names == [f"class{i}" for i in range(10)]
     # Channel-major layout: the first 1024 bytes of a row are the red plane.
     assert torch.equal(d.train_x[0, 0].reshape(-1), torch.from_numpy(parts[0][0][0, 0].reshape(-1)))
@@ -164,7 +173,9 @@ def test_cifar100_round_trip_and_normalisation(tmp_path, rng):
     train = _cifar_batch(folder / "train", rng, 5, b"fine_labels", 100)
     test = _cifar_batch(folder / "test", rng, 3, b"fine_labels", 100)
     d = ncd.create("cifar100", root=folder)  # root may be the data set's folder itself
-    assert torch.equal(d.train_x, torch.from_numpy(train[0])) and torch.equal(d.test_y, torch.from_numpy(test[1]))
+    assert torch.equal(d.train_x, torch.from_numpy(train[0])) and torch.equal(
+        d.test_y, torch.from_numpy(test[1])
+    )
     assert d.num_classes == 100 and d.class_names[:2] == ["0", "1"]
     assert d.mean == (0.5071, 0.4867, 0.4408) and d.std == (0.2675, 0.2565, 0.2761)
     official = ncd.create("cifar100", root=tmp_path, official_normalization=True)
@@ -223,13 +234,17 @@ def test_svhn_corrupt_mat(tmp_path):
     folder = tmp_path / "svhn"
     folder.mkdir()
     (folder / "train_32x32.mat").write_bytes(b"\x00" * 200)
-    scipy.io.savemat(folder / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 1), np.uint8), "y": np.ones((1, 1))})
+    scipy.io.savemat(
+        folder / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 1), np.uint8), "y": np.ones((1, 1))}
+    )
     with pytest.raises(DatasetFormatError, match="train_32x32.mat is not a readable MATLAB file"):
         ncd.create("svhn", root=tmp_path)
     scipy.io.savemat(folder / "train_32x32.mat", {"images": np.zeros((1, 1))})
     with pytest.raises(DatasetFormatError, match="must contain variables 'X' and 'y'"):
         ncd.create("svhn", root=tmp_path)
-    scipy.io.savemat(folder / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1))})
+    scipy.io.savemat(
+        folder / "train_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((3, 1))}
+    )
     with pytest.raises(DatasetFormatError, match=r"\(H, W, 3, N\) with N = 3"):
         ncd.create("svhn", root=tmp_path)
 
@@ -257,7 +272,9 @@ def test_tinyimagenet_tree_round_trip(tmp_path, rng):
     _png(base / "val" / "images" / "val_0.JPEG", grey)
     val1 = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
     _png(base / "val" / "images" / "val_1.JPEG", val1)
-    (base / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn03\t0\t0\t5\t5\nval_1.JPEG\tn01\t1\t1\t4\t4\n")
+    (base / "val" / "val_annotations.txt").write_text(
+        "val_0.JPEG\tn03\t0\t0\t5\t5\nval_1.JPEG\tn01\t1\t1\t4\t4\n"
+    )
     d = ncd.create("tinyimagenet", root=tmp_path, num_workers=2)
     assert d.num_classes == 3 and d.class_names == ["goldfish, Carassius auratus", "shark", "ray"]
     order = sorted(wnids)
@@ -299,9 +316,13 @@ def test_imagefolder_round_trip(tmp_path, rng):
     assert d.class_names == ["cat", "dog"] and d.image_size == (5, 7) and d.in_channels == 1
     assert d.train_y.tolist() == [0, 0, 1, 1, 1]
     assert torch.equal(d.train_x[2, 0], torch.from_numpy(arrays[("train", "dog", 0)]))
-    assert d.test_y.tolist() == [1] and torch.equal(d.test_x[0, 0], torch.from_numpy(arrays[("val", "dog", 0)]))
+    assert d.test_y.tolist() == [1] and torch.equal(
+        d.test_x[0, 0], torch.from_numpy(arrays[("val", "dog", 0)])
+    )
     x = d.train_x.double() / 255
-    assert d.mean[0] == pytest.approx(x.mean().item()) and d.std[0] == pytest.approx(x.std(unbiased=False).item())
+    assert d.mean[0] == pytest.approx(x.mean().item()) and d.std[0] == pytest.approx(
+        x.std(unbiased=False).item()
+    )
     rgb = ncd.create("imagefolder", root=tmp_path, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
     assert rgb.in_channels == 3 and rgb.mean == (0.5, 0.5, 0.5)
     assert torch.equal(rgb.train_x[2, 1], torch.from_numpy(arrays[("train", "dog", 0)]))

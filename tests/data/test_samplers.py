@@ -34,7 +34,9 @@ def _check_epoch(y: torch.Tensor, c: int, m: int, w: int, seed: int = 0, epoch: 
             assert len(batch) == c * m
             classes = y[batch].tolist()
             # C distinct classes, m samples each, per rank batch.
-            assert sorted(np.bincount(classes).tolist(), reverse=True)[:c] == [m] * c and len(set(classes)) == c
+            assert (
+                sorted(np.bincount(classes).tolist(), reverse=True)[:c] == [m] * c and len(set(classes)) == c
+            )
             world += batch
         if c * w >= k:
             assert set(y[world].tolist()) == set(range(k)), "every global batch holds every class"
@@ -111,7 +113,9 @@ def test_sampler_is_deterministic_per_seed_and_epoch():
 
 def test_sampler_input_checks():
     y = torch.tensor([0, 0, 1, 1, 2])
-    with pytest.raises(ValueError, match=r"`classes_per_batch` must be <= the number of classes present \(3\)"):
+    with pytest.raises(
+        ValueError, match=r"`classes_per_batch` must be <= the number of classes present \(3\)"
+    ):
         ClassBalancedBatchSampler(y, 4, 1)
     with pytest.raises(ValueError, match="`classes_per_batch` must be an int >= 1"):
         ClassBalancedBatchSampler(y, 0, 1)
@@ -161,7 +165,9 @@ def test_loader_sharding_matches_distributed_sampler(n, drop_last):
         loader = TensorBatchLoader(x, x, batch_size=100, rank=rank, world_size=3, drop_last=False)
         loader.drop_last = drop_last  # shard truncation without dropping the (single) batch
         ours = loader.rank_indices().tolist()
-        ref = list(DistributedSampler(list(range(n)), num_replicas=3, rank=rank, shuffle=False, drop_last=drop_last))
+        ref = list(
+            DistributedSampler(list(range(n)), num_replicas=3, rank=rank, shuffle=False, drop_last=drop_last)
+        )
         assert ours == ref
         shards.append(set(ours))
     if n % 3 == 0:
@@ -172,7 +178,7 @@ def test_loader_shuffled_shards_are_disjoint_and_cover():
     x = torch.arange(30)
     shards = [TensorBatchLoader(x, x, 4, shuffle=True, seed=1, rank=r, world_size=3) for r in range(3)]
     seen = [torch.cat([b[2] for b in s]).tolist() for s in shards]
-    assert sorted(sum(seen, [])) == list(range(30))
+    assert sorted(i for s in seen for i in s) == list(range(30))
     assert len(shards[0]) == math.ceil(10 / 4)
 
 

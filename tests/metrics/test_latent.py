@@ -109,6 +109,16 @@ def test_within_class_invariances(rng):
     assert moved["sigma_w"] == pytest.approx(9.0 * base["sigma_w"], rel=1e-10)
 
 
+def test_within_class_one_dimensional_hand_case():
+    # groups {0, 2} and {10, 12}: unbiased variances 2 → Σ_W = 2; centred means ∓5 → Σ_B = 25
+    h = torch.tensor([[0.0], [2.0], [10.0], [12.0]])
+    got = within_class_variability(h, torch.tensor([0, 0, 1, 1]))
+    assert got["nc1"] == pytest.approx(2.0 / 25.0 / 2.0)
+    assert got["nc1_per_dim"] == pytest.approx(0.04)
+    assert got["sigma_w"] == pytest.approx(2.0)
+    assert got["equiangularity"] == 0.0 and got["max_angle"] == pytest.approx(0.0) and got["equinorm"] == 0.0
+
+
 def test_within_class_singletons(rng):
     h, y = _clustered(rng, 5, 3, 4)
     h = torch.cat([h, torch.randn(1, 4, dtype=torch.float64)])
@@ -142,10 +152,14 @@ def test_within_class_bad_input(rng):
         within_class_variability(same, torch.tensor([0, 0, 1, 1]))
 
 
-def test_within_class_does_not_modify_inputs(rng):
-    h, y = _clustered(rng, 4, 3, 4)
+def test_latent_metrics_do_not_modify_inputs(rng):
+    h, y = _clustered(rng, 8, 3, 4)
     h0, y0 = h.clone(), y.clone()
     within_class_variability(h, y)
+    separation_ratio(h, y)
+    norm_variation(h, over="class_means", labels=y)
+    kl_entropy(h, k=3)
+    binarity(h)
     assert torch.equal(h, h0) and torch.equal(y, y0)
 
 

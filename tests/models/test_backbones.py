@@ -31,7 +31,7 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built(name: str) -> nn.Module:
     torch.manual_seed(0)
     return models.create(name, image_size=(SIZE, SIZE)).eval()
@@ -80,7 +80,7 @@ def test_relu_networks_only_use_relu(name):
 
 
 def _basic_resnet_params(in_ch: int, blocks: tuple[int, ...], widths: tuple[int, ...], stem: int) -> int:
-    """Parameter count of a CIFAR basic-block ResNet from its definition (conv3x3 stem + BN, 1x1+BN shortcuts)."""
+    """Parameters of a CIFAR basic-block ResNet from its definition (3x3 stem + BN, 1x1 + BN shortcuts)."""
     total = 9 * in_ch * stem + 2 * stem
     prev = stem
     for i, (w, n) in enumerate(zip(widths, blocks)):

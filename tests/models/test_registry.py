@@ -75,7 +75,8 @@ def test_register_model_adds_an_entry():
 def test_adapters_are_not_imported_with_the_package():
     code = (
         "import sys, neuralcollapse.models as m; m.create('convnet'); "
-        "print(sorted(k for k in ('timm', 'torchvision', 'neuralcollapse.models.adapters') if k in sys.modules))"
+        "names = ('timm', 'torchvision', 'neuralcollapse.models.adapters'); "
+        "print(sorted(k for k in names if k in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -83,7 +84,9 @@ def test_adapters_are_not_imported_with_the_package():
 
 def test_missing_adapter_package_gives_a_clear_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` raise ImportError
-    with pytest.raises(ImportError, match=r"model 'timm:resnet18' needs the optional package 'timm'.*pip install"):
+    with pytest.raises(
+        ImportError, match=r"model 'timm:resnet18' needs the optional package 'timm'.*pip install"
+    ):
         models.create("timm:resnet18")
     monkeypatch.setitem(sys.modules, "torchvision", None)
     with pytest.raises(ImportError, match="optional package 'torchvision'"):
@@ -112,7 +115,13 @@ def test_timm_adapter_contract(monkeypatch):
     seen: dict = {}
     monkeypatch.setitem(sys.modules, "timm", _fake_timm(seen))
     net = models.create("timm:tiny_thing", in_channels=1, activation="silu", drop_rate=0.1)
-    assert seen == {"name": "tiny_thing", "num_classes": 0, "in_chans": 1, "pretrained": False, "drop_rate": 0.1}
+    assert seen == {
+        "name": "tiny_thing",
+        "num_classes": 0,
+        "in_chans": 1,
+        "pretrained": False,
+        "drop_rate": 0.1,
+    }
     assert net.num_features == 5
     assert net(torch.randn(2, 1, 6, 6)).shape == (2, 5)
     assert not any(isinstance(m, nn.ReLU) for m in net.modules())
@@ -126,7 +135,12 @@ def test_torchvision_adapter_strips_classifier_and_replaces_stem(monkeypatch):
     def get_model(name, **kw):
         seen.update(name=name, **kw)
         return nn.Sequential(
-            nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7), nn.Linear(7, 10)
+            nn.Conv2d(3, 4, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 7),
+            nn.Linear(7, 10),
         )
 
     tv_models.get_model = get_model

@@ -61,7 +61,7 @@ def test_alpha_by_hand():
 
 
 def test_dim_must_be_below_feature_dimension(data):
-    train, w, b, _ = data
+    train, w, _b, _ = data
     for dim in (6, 7):
         with pytest.raises(ValueError, match=f"`dim` must be smaller than the feature dimension D=6.*got dim={dim}"):
             ood.create("vim", dim=dim).fit(features=torch.tensor(train), weight=torch.tensor(w))

@@ -213,28 +213,52 @@ class BatchAugment:
         )
 
     # ---------------------------------------------------------------- steps
+    def _check_padding(self, h: int, w: int) -> None:
+        p = self.crop_padding
+        if self.pad_mode == "reflect" and (p >= h or p >= w):
+            raise ValueError(
+                f"`crop_padding`={p} needs images larger than {p} px for reflect padding; got {h}x{w}"
+            )
+
+    def _crop_flip(self, x: Tensor, offsets: Tensor | None, mask: Tensor | None) -> Tensor:
+        """Pad-and-crop and/or flip in one ``gather`` over flat pixel indices (no per-sample loop)."""
+        n, c, h, w = x.shape
+        dev = x.device
+        if offsets is not None:
+            p = self.crop_padding
+            self._check_padding(h, w)
+            src = F.pad(x, (p, p, p, p), mode=self.pad_mode)
+            offsets = offsets.to(dev)
+            top, left = offsets[:, 0, None], offsets[:, 1, None]
+        else:
+            src = x.contiguous()
+            top = left = torch.zeros(n, 1, dtype=torch.int64, device=dev)
+        cols = torch.arange(w, device=dev).expand(n, w)
+        if mask is not None:  # the flipped crop reads the window's columns right to left
+            cols = torch.where(mask.to(dev)[:, None], w - 1 - cols, cols)
+        rows = top + torch.arange(h, device=dev)  # (N, H)
+        cols = left + cols  # (N, W)
+        flat = (rows[:, :, None] * src.shape[3] + cols[:, None, :]).reshape(n, 1, h * w).expand(n, c, h * w)
+        return src.reshape(n, c, -1).gather(2, flat).reshape(n, c, h, w)
+
+    def _draw_offsets(self, n: int) -> Tensor | None:
+        if self.crop_padding == 0:
+            return None
+        return torch.randint(0, 2 * self.crop_padding + 1, (n, 2), generator=self.generator)
+
+    def _draw_flips(self, n: int) -> Tensor | None:
+        return torch.rand(n, generator=self.generator) < 0.5 if self.flip else None
+
     def pad_crop(self, x: Tensor, offsets: Tensor | None = None) -> Tensor:
         """Pad by ``crop_padding`` and crop each sample back to (H, W) at its own offset.
 
         ``offsets`` (N, 2) gives (row, col) offsets in [0, 2·padding] explicitly (drawn when None).
         """
-        p = self.crop_padding
-        if p == 0:
+        if self.crop_padding == 0:
             return x
-        n, c, h, w = x.shape
         if offsets is None:
-            offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=self.generator)
-        offsets = offsets.to(x.device)
-        if self.pad_mode == "reflect" and (p >= h or p >= w):
-            raise ValueError(
-                f"`crop_padding`={p} needs images larger than {p} px for reflect padding; got {h}x{w}"
-            )
-        padded = F.pad(x, (p, p, p, p), mode=self.pad_mode)
-        rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (N, H)
-        cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (N, W)
-        batch = torch.arange(n, device=x.device)[:, None, None, None]
-        chan = torch.arange(c, device=x.device)[None, :, None, None]
-        return padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+            offsets = self._draw_offsets(x.shape[0])
+        return self._crop_flip(x, offsets, None)
 
     def _rrc_boxes(self, n: int, h: int, w: int) -> Tensor:
         """(N, 4) crop boxes (top, left, height, width) in pixels, torchvision's sampling rule."""
@@ -268,10 +292,11 @@ class BatchAugment:
         left = torch.where(has, u[:, 1] * (w - bw), (w - bw) / 2)
         return torch.stack([top, left, bh, bw], dim=1)
 
-    def resized_crop(self, x: Tensor, boxes: Tensor | None = None) -> Tensor:
+    def resized_crop(self, x: Tensor, boxes: Tensor | None = None, flip: Tensor | None = None) -> Tensor:
         """Resample each sample's box (top, left, height, width in pixels) to the full (H, W), bilinearly.
 
-        Boxes are drawn with torchvision's rule when ``boxes`` is None.
+        Boxes are drawn with torchvision's rule when ``boxes`` is None. ``flip`` (N,) mirrors the marked
+        outputs horizontally (folded into the sampling grid: the same as flipping afterwards).
         """
         if self.random_resized_crop is None and boxes is None:
             return x
@@ -283,6 +308,8 @@ class BatchAugment:
         # align_corners=False: normalised coordinate u ∈ [−1, 1] spans pixel edges, u = 2·(px / W) − 1.
         theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
         theta[:, 0, 0] = bw / w
+        if flip is not None:
+            theta[:, 0, 0] = torch.where(flip.to(x.device), -theta[:, 0, 0], theta[:, 0, 0])
         theta[:, 0, 2] = (2 * left + bw) / w - 1
         theta[:, 1, 1] = bh / h
         theta[:, 1, 2] = (2 * top + bh) / h - 1
@@ -294,24 +321,36 @@ class BatchAugment:
         if mask is None:
             if not self.flip:
                 return x
-            mask = torch.rand(x.shape[0], generator=self.generator) < 0.5
-        mask = mask.to(x.device)[:, None, None, None]
-        return torch.where(mask, x.flip(-1), x)
+            mask = self._draw_flips(x.shape[0])
+        return self._crop_flip(x, None, mask)
 
     def _normalize(self, x: Tensor) -> Tensor:
         if self.mean is None or self.std is None:
             return x
         return normalize(x, self.mean, self.std)
 
+    def _geometric(self, x: Tensor) -> Tensor:
+        """Crop → resized crop → flip with the parameters drawn in that order, fused where possible."""
+        check_tensor(x, "x", ndim=4)
+        x = to_float(x)
+        n, _, h, w = x.shape
+        if self.crop_padding:
+            self._check_padding(h, w)
+        offsets = self._draw_offsets(n)
+        boxes = self._rrc_boxes(n, h, w) if self.random_resized_crop is not None else None
+        flips = self._draw_flips(n)
+        if boxes is not None:
+            if offsets is not None:
+                x = self._crop_flip(x, offsets, None)
+            return self.resized_crop(x, boxes, flip=flips)
+        if offsets is None and flips is None:
+            return x
+        return self._crop_flip(x, offsets, flips)
+
     # ---------------------------------------------------------------- entry points
     def augment(self, x: Tensor) -> Tensor:
         """Crop / flip / normalise a batch (N, C, H, W) (uint8 or float; returns float)."""
-        check_tensor(x, "x", ndim=4)
-        x = to_float(x)
-        x = self.pad_crop(x)
-        x = self.resized_crop(x)
-        x = self.random_flip(x)
-        return self._normalize(x)
+        return self._normalize(self._geometric(x))
 
     def test_transform(self, x: Tensor) -> Tensor:
         """Test-time transform: to float and normalise (no randomness)."""
@@ -323,8 +362,7 @@ class BatchAugment:
         and before normalisation; with ``mixup_alpha == 0``: ``(x_aug, y, y, 1.0)``)."""
         if y is None:
             return self.augment(x)
-        check_tensor(x, "x", ndim=4)
-        x = self.random_flip(self.resized_crop(self.pad_crop(to_float(x))))
+        x = self._geometric(x)
         if self.mixup_alpha > 0:
             x, y_a, y_b, lam = mixup(x, y, self.mixup_alpha, generator=self.generator)
         else:

@@ -318,7 +318,18 @@ class TensorBatchLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         device = self.x.device
         for idx in self._batches():
-            idx = idx.to(device)
-            xb = self.x[idx]
-            yb = self.y[idx.to(self.y.device)]
-            yield (xb, yb, idx) if self.indices else (xb, yb)
+            xb = _gather_rows(self.x, idx)
+            yb = _gather_rows(self.y, idx)
+            yield (xb, yb, idx.to(device)) if self.indices else (xb, yb)
+
+
+def _gather_rows(t: Tensor, idx: Tensor) -> Tensor:
+    """``t[idx]`` along dim 0. On the CPU NumPy's ``take`` is used: several times faster than torch's
+    advanced indexing for small batches of large rows (uint8 images)."""
+    if t.device.type == "cpu" and not t.requires_grad:
+        try:
+            arr = t.numpy()
+        except (TypeError, RuntimeError):  # dtypes NumPy lacks (bfloat16, …)
+            return t.index_select(0, idx)
+        return torch.from_numpy(np.take(arr, idx.numpy(), axis=0))
+    return t.index_select(0, idx.to(t.device))

@@ -171,9 +171,9 @@ def long_tail_indices(
 
 # ---------------------------------------------------------------------------------------------- open set
 def _random_class_split(num_classes: int, num_known: int, seed: int) -> list[int]:
-    """Seeded permutation of the classes; the first ``num_known`` (sorted) are known."""
-    g = torch.Generator().manual_seed(int(seed))
-    return sorted(torch.randperm(num_classes, generator=g)[:num_known].tolist())
+    """Fallback, same procedure as ``openset.splits.random_class_split``: the first ``num_known`` classes of
+    ``np.random.default_rng(seed).permutation(num_classes)``, sorted."""
+    return sorted(int(c) for c in np.random.default_rng(seed).permutation(num_classes)[:num_known])
 
 
 def _known_classes(num_classes: int, num_known: int, seed: int) -> list[int]:

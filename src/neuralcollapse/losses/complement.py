@@ -270,8 +270,8 @@ class ComplementObjectiveTerm(_LogitTerm):
     2. a *new* forward of the same batch, loss = this term, step of a **second** SGD optimiser with its own
        momentum buffers (same learning rate and weight decay).
 
-    This term is only the second loss; the training loop runs the second step (``"cot"`` in an objective
-    tells the trainer to do so). About 1.6× the time of CE training.
+    This term is only the second step's loss; running the second forward and optimiser step is the training
+    loop's job (methods.md §3). COT costs about 1.6× the time of CE training.
     """
 
     def compute(self, output: HeadOutput, target: Tensor) -> Tensor:

@@ -57,7 +57,8 @@ def parse_objective(spec: str) -> list[tuple[str, float]]:
         if not m or (m.group("w1") and m.group("w2")):
             raise ValueError(
                 f"cannot parse objective term {piece!r} in {spec!r}; expected terms joined by '+', each "
-                f"'name', 'weight*name' or 'name*weight' (e.g. '0.1*occe'); registered terms: {', '.join(TERMS.names())}"
+                f"'name', 'weight*name' or 'name*weight' (e.g. '0.1*occe'); "
+                f"registered terms: {', '.join(TERMS.names())}"
             )
         weight = float(m.group("w1") or m.group("w2") or 1.0)
         if weight == float("inf"):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_positive, check_tensor
-from ..robustness._model import output_logits
+from ..robustness._model import model_device, output_logits
 
 __all__ = [
     "JACOBIAN_ABS_TOL",
@@ -173,7 +173,8 @@ def jacobian_rank(
     Args:
         model: an ``nn.Module`` (copied to float64, eval mode) or a callable that accepts float64 inputs.
             Its output is the logits tensor, a ``HeadOutput`` or a mapping with ``"logits"``.
-        inputs: (B, ...) inputs in the model's input space; each row's Jacobian is computed separately.
+        inputs: (B, ...) inputs in the model's input space (moved to the model's device); each row's
+            Jacobian is computed separately.
         layers: names of submodules (``model.named_modules()``) whose outputs are captured by forward hooks
             (e.g. the stem, each residual block, the pooled feature); a tuple output counts by its first
             element. Requires an ``nn.Module``.
@@ -218,8 +219,11 @@ def jacobian_rank(
     net: Callable[[Tensor], Any]
     hooks = []
     captured: dict[str, Tensor] = {}
+    device = model_device(model) or inputs.device
+    if device.type == "mps":  # no float64 on MPS: the float64 copy runs on the CPU
+        device = torch.device("cpu")
     if isinstance(model, nn.Module):
-        net = copy.deepcopy(model).to(torch.float64).eval()
+        net = copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
         net.requires_grad_(False)
         modules = dict(net.named_modules())
         for name in layer_names:
@@ -234,7 +238,6 @@ def jacobian_rank(
             hooks.append(modules[name].register_forward_hook(hook))
     else:
         net = model
-    device = torch.device("cpu") if inputs.device.type == "mps" else inputs.device
     x64 = inputs.detach().to(device=device, dtype=torch.float64)
 
     names = layer_names + ([OUTPUT_NAME] if include_output else [])

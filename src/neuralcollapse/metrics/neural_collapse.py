@@ -416,13 +416,11 @@ def neural_collapse(
     w64 = None if weight is None else weight.to(device=device, dtype=torch.float64)
     b64 = None if bias is None else bias.to(device=device, dtype=torch.float64)
     y = labels.to(device=device, dtype=torch.int64)
-    # with all the data at hand, the best shift is the global mean (one cheap pass)
-    shift = torch.zeros(d, dtype=torch.float64, device=device)
+    first = features[:_CHUNK].to(device=device, dtype=torch.float64)
+    # fixed shift c = the first chunk's mean, as in the streaming form
+    stats = _NCStats.zeros(k, d, shift=first.mean(dim=0))
     for start in range(0, n, _CHUNK):
-        shift += features[start : start + _CHUNK].to(device=device, dtype=torch.float64).sum(dim=0)
-    stats = _NCStats.zeros(k, d, shift=shift / n)
-    for start in range(0, n, _CHUNK):
-        chunk = features[start : start + _CHUNK].to(device=device, dtype=torch.float64)
+        chunk = first if start == 0 else features[start : start + _CHUNK].to(device=device, dtype=torch.float64)
         _nc_update(stats, chunk, y[start : start + _CHUNK])
 
     if logits is not None or w64 is not None:

@@ -86,6 +86,15 @@ class Detector:
         sweep: hyperparameter name -> grid of OpenOOD v1.5's parameter search (empty: no search).
         n_features_in_: feature dimension D seen in ``fit`` (from ``features`` or ``weight``), else None.
         n_classes_: number of classes K seen in ``fit`` (from ``logits`` or ``weight``), else None.
+
+    Example:
+        >>> import torch
+        >>> class MeanLogit(Detector):  # a custom detector (register it with ``register_detector``)
+        ...     requires = Requires(fit=(), score=("logits",))
+        ...     def _score(self, *, logits):
+        ...         return logits.mean(dim=1)
+        >>> MeanLogit().score(logits=torch.tensor([[1.0, 3.0]]))
+        tensor([2.])
     """
 
     name: ClassVar[str] = "detector"

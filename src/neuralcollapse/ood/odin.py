@@ -46,6 +46,10 @@ OPENOOD_CIFAR_STD = (63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0)
 DEFAULT_BATCH_SIZE = 128
 
 
+def _upcast(t: Tensor) -> Tensor:
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _check_std(std: float | Sequence[float] | None) -> tuple[float, ...] | float | None:
     if std is None:
         return None
@@ -53,7 +57,7 @@ def _check_std(std: float | Sequence[float] | None) -> tuple[float, ...] | float
         return check_positive(std, "std")
     if isinstance(std, Tensor):
         std = std.detach().cpu().reshape(-1).tolist()
-    if not isinstance(std, Sequence) or len(std) == 0:
+    if isinstance(std, str) or not isinstance(std, Sequence) or len(std) == 0:
         raise TypeError(f"`std` must be None, a positive number or a sequence of them; got {std!r}")
     return tuple(check_positive(s, "std") for s in std)
 
@@ -128,14 +132,14 @@ class ODIN(Detector):
                 )
             target = logits.detach().argmax(dim=1)
             # a sum, not OpenOOD's mean: the sign is the same and 1/B cannot underflow a small gradient
-            loss = F.cross_entropy(logits.float() / self.temperature, target, reduction="sum")
+            loss = F.cross_entropy(_upcast(logits) / self.temperature, target, reduction="sum")
             (grad,) = torch.autograd.grad(loss, leaf)
         step = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
         if std is not None:
             step = step / std
         with torch.no_grad():
             perturbed = model(x.detach() - self.noise * step)
-            return torch.softmax(perturbed.float() / self.temperature, dim=1).amax(dim=1)
+            return torch.softmax(_upcast(perturbed) / self.temperature, dim=1).amax(dim=1)
 
     def _score(self, *, inputs: Tensor) -> Tensor:
         model = self.model_

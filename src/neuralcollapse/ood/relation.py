@@ -9,9 +9,13 @@ snu-mllab/Neural-Relation-Graph): with f̂ = f/√(‖f‖² + 1e−10) and p = 
 over all training samples j. Since r_ij >= 0 the summand is r_ij^pow for r_ij > 0.03, else 0.
 
 Cost O(N_test · N_train · (D + K)) time and N_train · (D + K) memory (the normalised training features and
-softmax vectors). Both sides are processed in blocks with two matrix products each; a warning is raised when
-N_test · N_train exceeds ``RELATION_WARN_PAIRS``. The reference normalises the caller's features in place;
-here nothing is modified.
+softmax vectors); a warning is raised when N_test · N_train exceeds ``RELATION_WARN_PAIRS``. The computation
+is blocked on both sides (matrix products of bounded size) and skips, exactly, the (test, training) pairs
+that cannot pass the threshold: |f̂| < 1 gives r_ij <= p_iᵀp_j, so a pair with p_iᵀp_j <= 0.03 contributes 0.
+The training set is sorted by predicted class at fit, the cheap K-dimensional products p_iᵀp_j are computed
+first, and the D-dimensional feature products only for the test rows that need a class block — for
+confident classifiers most pairs of different predicted classes are skipped. The reference normalises the
+caller's features in place; here nothing is modified.
 """
 
 from __future__ import annotations
@@ -47,10 +51,14 @@ SWEEP_POW = (1, 2, 4, 6, 8)
 DEFAULT_THRESHOLD = 0.03
 #: added to ‖f‖² before the square root (the reference's normaliser)
 NORM_EPS_SQ = 1e-10
-#: entries of one block of the test × training relation matrix (two float32 buffers of 64 MiB)
+#: entries of one block of the test × training relation matrix (64 MiB in float32)
 DEFAULT_CHUNK_ELEMENTS = 2**24
 #: warn above this many (test, training) pairs
 RELATION_WARN_PAIRS = 5e9
+#: relative margin on the pruning bound (float rounding of cosines slightly above 1)
+_PRUNE_MARGIN = 1e-3
+#: below this fraction of needed rows a block's feature product is computed on the gathered rows only
+_SPARSE_ROWS = 0.5
 
 
 def _normalise(features: Tensor) -> Tensor:
@@ -98,8 +106,15 @@ class Relation(Detector):
         self.chunk_elements = check_int(chunk_elements, "chunk_elements", minimum=1)
 
     def _fit(self, *, features: Tensor, logits: Tensor) -> None:
-        self.bank_ = _normalise(features)
-        self.bank_prob_ = torch.softmax(logits, dim=1).to(features.dtype)
+        probs = torch.softmax(logits, dim=1).to(features.dtype)
+        # sorted by predicted class: blocks of one class share their (often negligible) overlap p_iᵀp_j
+        order = torch.argsort(probs.argmax(dim=1), stable=True)
+        self.bank_ = _normalise(features)[order]
+        self.bank_prob_ = probs[order]
+        counts = torch.bincount(probs.argmax(dim=1)[order], minlength=probs.shape[1]).tolist()
+        self.blocks_ = _column_blocks(counts, max(1, self.chunk_elements // 64))
+        # elementwise maximum of p_j over each block: p_iᵀp_j <= p_iᵀ(block max) bounds a whole block at once
+        self.block_max_prob_ = torch.stack([self.bank_prob_[c0:c1].amax(dim=0) for c0, c1 in self.blocks_])
 
     def _score(self, *, features: Tensor, logits: Tensor) -> Tensor:
         n_train, n_test = self.bank_.shape[0], features.shape[0]
@@ -115,25 +130,43 @@ class Relation(Detector):
         bank_prob = self.bank_prob_.to(device=device, dtype=dtype)
         queries = _normalise(features)
         probs = torch.softmax(logits, dim=1).to(dtype)
-        cols = min(n_train, max(1, self.chunk_elements // 64))
-        rows = max(1, self.chunk_elements // cols)
-        # reused buffers: CPU allocations of this size are page-faulted afresh on every block otherwise
-        rel_buf = torch.empty(rows * cols, dtype=dtype, device=device)
-        sim_buf = torch.empty(rows * cols, dtype=dtype, device=device)
+        # r_ij <= p_iᵀp_j (|cos| <= 1): pairs with p_iᵀp_j <= threshold contribute nothing. The margin keeps
+        # the pruning exact under float rounding of cosines slightly above 1.
+        cutoff = self.threshold * (1.0 - _PRUNE_MARGIN)
+        candidates = torch.mm(probs, self.block_max_prob_.to(device=device, dtype=dtype).t()) > cutoff
+        rows = max(1, self.chunk_elements // max(c1 - c0 for c0, c1 in self.blocks_))
         out = torch.zeros(n_test, dtype=dtype, device=device)
-        for r0 in range(0, n_test, rows):
-            q, qp = queries[r0 : r0 + rows], probs[r0 : r0 + rows]
-            for c0 in range(0, n_train, cols):
-                b, c = bank[c0 : c0 + cols], bank_prob[c0 : c0 + cols]
-                rel = rel_buf[: q.shape[0] * b.shape[0]].view(q.shape[0], b.shape[0])
-                sim = sim_buf[: q.shape[0] * b.shape[0]].view(q.shape[0], b.shape[0])
-                torch.mm(q, b.t(), out=rel)
-                torch.mm(qp, c.t(), out=sim)
-                # p_iᵀp_j >= 0, so clamping the cosine at 0 before the product is the same as dropping
-                # non-positive products, which the threshold (>= 0) does anyway
-                rel.mul_(sim)
+        for b, (c0, c1) in enumerate(self.blocks_):
+            cand = torch.nonzero(candidates[:, b]).squeeze(1)
+            dense = cand.numel() > _SPARSE_ROWS * n_test  # then slices beat gathers
+            for s0 in range(0, n_test if dense else cand.numel(), rows):
+                idx = torch.arange(s0, min(s0 + rows, n_test), device=device) if dense else cand[s0 : s0 + rows]
+                sim = torch.mm(probs[s0 : s0 + rows] if dense else probs[idx], bank_prob[c0:c1].t())
+                keep = (sim > cutoff).any(dim=1)
+                n_keep = int(keep.sum())
+                if n_keep == 0:
+                    continue
+                if n_keep < _SPARSE_ROWS * sim.shape[0] or not dense:
+                    sel = torch.nonzero(keep).squeeze(1)
+                    idx, sim = idx[sel], sim[sel]
+                    q = queries[idx]
+                else:
+                    q = queries[s0 : s0 + rows]
+                rel = torch.mm(q, bank[c0:c1].t()).mul_(sim)
+                # p_iᵀp_j >= 0, so clamping the cosine at 0 first (the reference) only changes products
+                # that are <= 0, which the threshold (>= 0) drops anyway
                 F.threshold(rel, self.threshold, 0.0, inplace=True)
                 if self.pow != 1:
                     rel.pow_(self.pow)
-                out[r0 : r0 + q.shape[0]] += rel.sum(1)
+                out.index_add_(0, idx, rel.sum(1))
         return out
+
+
+def _column_blocks(counts: list[int], max_width: int) -> list[tuple[int, int]]:
+    """Column ranges of the class-sorted training bank: one per predicted class, split to <= max_width."""
+    blocks, start = [], 0
+    for count in counts:
+        for s in range(start, start + count, max_width):
+            blocks.append((s, min(s + max_width, start + count)))
+        start += count
+    return blocks

@@ -142,7 +142,7 @@ def _depthwise(x: Tensor, kernel: Tensor, mode: str) -> Tensor:
     if mode == "reflect" and r >= min(x.shape[-2:]):
         raise ValueError(f"`x`: images of size {tuple(x.shape[-2:])} are too small for a {2 * r + 1}-tap kernel")
     c = x.shape[1]
-    k = kernel.to(x.dtype).expand(c, 1, *kernel.shape[-2:])
+    k = kernel.to(device=x.device, dtype=x.dtype).expand(c, 1, *kernel.shape[-2:])
     return F.conv2d(F.pad(x, (r, r, r, r), mode=mode), k, groups=c)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "DEEPFOOL_CANDIDATES",
     "DEEPFOOL_MAX_ITER",
     "DEEPFOOL_OVERSHOOT",
+    "DEEPFOOL_STEP_EPS",
     "DeepFoolResult",
     "deepfool",
     "deepfool_summary",

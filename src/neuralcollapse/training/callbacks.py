@@ -246,10 +246,11 @@ class AnticlassSelfDistillation(Callback):
 class AdaFocalCallback(Callback):
     """AdaFocal's per-epoch γ update on the held-out split (Ghosh et al., NeurIPS 2022; methods.md §3).
 
-    After validation, the held-out loader (``datamodule.holdout_dataloader()``) is run in eval mode; the
-    ``adafocal`` term's state (:class:`neuralcollapse.losses.AdaFocalState`) updates its per-bin γ from the
-    held-out confidence and accuracy. The state is a buffer of the term, so it is saved in checkpoints.
-    Logs ``adafocal/gamma_mean``.
+    After validation, the held-out loader (``datamodule.holdout_dataloader()``, 10 % of the training split by
+    default) is run in eval mode and the ``adafocal`` term's :class:`~neuralcollapse.losses.AdaFocalState`
+    is updated from the top-1 confidences and correctness. The state is a buffer of the term, so it is saved
+    in checkpoints with the model. Logs ``adafocal/gamma_mean``. Under DDP the held-out predictions of every
+    rank are gathered, so every rank applies the same update.
     """
 
     def __init__(self, term: str = "adafocal") -> None:
@@ -262,32 +263,20 @@ class AdaFocalCallback(Callback):
         loader = dm.holdout_dataloader() if dm is not None and hasattr(dm, "holdout_dataloader") else None
         if loader is None:
             raise ValueError("AdaFocal needs a held-out split (`adafocal_holdout` > 0) for its γ updates")
-        term = _objective(pl_module).term(self.term)
+        state = _objective(pl_module).term(self.term).state
         was_training = pl_module.training
         pl_module.eval()
-        logits, labels = [], []
+        conf, correct = [], []
         for x, y, _ in loader:
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             with trainer.precision_plugin.forward_context():
-                logits.append(pl_module(x).logits.float())
-            labels.append(y)
+                p = pl_module(x).logits.float().softmax(dim=1)
+            top, pred = p.max(dim=1)
+            conf.append(top)
+            correct.append(pred == y)
         pl_module.train(was_training)
-        z, y = torch.cat(logits), torch.cat(labels)
+        c, ok = torch.cat(conf), torch.cat(correct)
         if trainer.world_size > 1:
-            z, y = pl_module.all_gather(z).flatten(0, 1), pl_module.all_gather(y).flatten(0, 1)
-        gammas = _adafocal_update(term, z, y)
-        if gammas is not None:
-            _record(pl_module, {"adafocal/gamma_mean": float(gammas.float().mean())})
-
-
-def _adafocal_update(term: Any, logits: Tensor, labels: Tensor) -> Tensor | None:
-    """Call the AdaFocal term's update with held-out logits/labels, whichever form the term exposes."""
-    for owner in (term, getattr(term, "state", None), getattr(term, "loss", None)):
-        update = getattr(owner, "update_from_validation", None) or getattr(owner, "update", None)
-        if owner is not None and callable(update):
-            update(logits, labels)
-            gammas = getattr(owner, "gammas", None)
-            if gammas is None:
-                gammas = getattr(getattr(owner, "state", None), "gammas", None)
-            return gammas if isinstance(gammas, Tensor) else None
-    raise ValueError(f"the objective term {type(term).__name__} has no AdaFocal state to update")
+            c, ok = pl_module.all_gather(c).flatten(0, 1), pl_module.all_gather(ok).flatten(0, 1)
+        state.update(c, ok)
+        _record(pl_module, {"adafocal/gamma_mean": float(state.gammas.mean())})

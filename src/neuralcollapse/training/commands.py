@@ -217,7 +217,7 @@ def _apply_weights(config: Any, args: dict[str, Any]) -> Any:
                 )
             loss = set_term_weight(loss, "occe", args["gamma"])
         else:
-            if config.gamma_schedule is not None and args.get("gamma_schedule") not in ("none", None):
+            if config.gamma_schedule is not None:
                 raise ValueError(
                     f"--gamma would fix the LPC weight, but the γ schedule {config.gamma_schedule!r} sets it every "
                     "epoch; add --gamma-schedule none for a constant γ"

@@ -497,15 +497,24 @@ def _validate_registries(c: TrainConfig) -> None:
     check_head_provides(c.head, terms)
 
 
+def _registry_of(module: Any) -> Any:
+    """The :class:`~neuralcollapse._registry.Registry` a package exposes (``MODELS``, ``DATASETS`` …)."""
+    from .._registry import Registry
+
+    for value in vars(module).values():
+        if isinstance(value, Registry):
+            return value
+    return None
+
+
 def _resolve(module: Any, name: str) -> str | None:
-    registry = getattr(module, "REGISTRY", None)
+    registry = _registry_of(module)
     try:
-        if registry is not None and hasattr(registry, "resolve"):
+        if registry is not None:
             return registry.resolve(name)
-        names = module.names()
         key = str(name).strip().lower().replace("-", "_")
-        return key if key in names else None
-    except ValueError:
+        return key if key in module.names() else None
+    except (ValueError, TypeError):
         return None
 
 
@@ -575,7 +584,8 @@ def head_fields(head: str) -> frozenset[str]:
     """The non-None ``HeadOutput`` fields of the registered head ``head`` (probed once, cached)."""
     from .. import heads
 
-    key = heads.REGISTRY.resolve(head) if hasattr(heads, "REGISTRY") else head
+    registry = _registry_of(heads)
+    key = registry.resolve(head) if registry is not None else head
     if key not in _PROBE_CACHE:
         import torch
 

@@ -114,6 +114,11 @@ class CollapseModule(L.LightningModule):
                              persistent=False)
         self.feature_dim = feature_dim(self.net, info)
         self.use_cot = "cot" in self.objective
+        self.cot_weight = 0.0
+        if self.use_cot:
+            # COT's complement-entropy step is a separate update: keep it out of the first step's total.
+            self.cot_weight = self.objective.weights["cot"]
+            self.objective.set_weight("cot", 0.0)
         self.step_context: dict[str, Any] = {}
         self.eval_stages: list[str] = ["test"]
         self._train_avg = _Averages()
@@ -271,15 +276,13 @@ class CollapseModule(L.LightningModule):
 
         if self.use_cot:
             # COT's second update on the complement entropy: new forward, own optimiser (methods.md §3).
-            from ..losses import complement_entropy
-
             out2 = self.net(x)
-            second = complement_entropy(out2.logits, y)
+            second = self.objective.term("cot")(out2, y, **context)
             opt2 = optimizers[1]
             opt2.zero_grad(set_to_none=True)
-            self.manual_backward(second)
+            self.manual_backward(second * self.cot_weight)
             opt2.step()
-            parts = {**parts, "complement_entropy": second.detach()}
+            parts = {**parts, "cot": second.detach()}
 
         out = out.detach()
         head = self.net.head

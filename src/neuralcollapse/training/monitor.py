@@ -70,6 +70,8 @@ class GeometryMonitor(Callback):
         weight, bias: a fixed classifier (K×d, K) when no classifier layer provides one.
         prefix: logged key prefix (default ``"geometry/"``).
         pool: how 4-D layer outputs become vectors: "avg" (global average) or "flatten".
+        allow_missing_classes: classes absent from the validation set are dropped (True, default) instead of
+            raising (``NeuralCollapse(allow_missing_classes=...)``).
 
     Example:
         >>> monitor = GeometryMonitor(num_classes=10, classifier="fc", every_n_epochs=5)  # doctest: +SKIP
@@ -89,6 +91,7 @@ class GeometryMonitor(Callback):
         bias: Tensor | None = None,
         prefix: str = "geometry/",
         pool: str = "avg",
+        allow_missing_classes: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -111,6 +114,7 @@ class GeometryMonitor(Callback):
         self.bias = bias
         self.prefix = prefix
         self.pool = pool
+        self.allow_missing_classes = bool(allow_missing_classes)
         self.metric: Any = None
         self.last: dict[str, float] = {}
         self._handle: Any = None
@@ -177,7 +181,8 @@ class GeometryMonitor(Callback):
         if self.metric is None:
             from ..metrics.streaming import NeuralCollapse
 
-            self.metric = NeuralCollapse(self.num_classes, int(features.shape[1])).to(features.device)
+            self.metric = NeuralCollapse(self.num_classes, int(features.shape[1]),
+                                         allow_missing_classes=self.allow_missing_classes).to(features.device)
         self.metric.update(features, labels.to(features.device), None if logits is None else logits.detach().float())
 
     def _classifier_params(self, pl_module: Any) -> tuple[Tensor | None, Tensor | None]:

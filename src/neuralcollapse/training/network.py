@@ -45,8 +45,9 @@ class DataInfo:
 
 def _head_name(name: str) -> str:
     from .. import heads
+    from .config import _registry_of
 
-    registry = getattr(heads, "REGISTRY", None) or getattr(heads, "HEADS", None)
+    registry = _registry_of(heads)
     return registry.resolve(name) if registry is not None else name
 
 

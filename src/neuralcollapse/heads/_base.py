@@ -1,0 +1,116 @@
+"""Head registry, the shared base class and small helpers of the heads package.
+
+A head maps backbone features ``h`` (N, d) to a :class:`~neuralcollapse.output.HeadOutput` (DESIGN.md, "The core
+contract"). Every head is built as ``Head(in_features, num_classes, **kw)`` and exposes ``in_features``,
+``num_classes``, ``weight`` (K, d') and ``bias`` (K or None) where d' is the width of ``HeadOutput.features``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .._registry import Registry
+from .._validation import check_matrix
+from ..output import HeadOutput
+
+__all__ = ["HEADS", "Head", "create", "names"]
+
+#: Name → head class. ``heads.create(name, in_features=..., num_classes=..., **kw)`` builds one.
+HEADS: Registry[type[nn.Module]] = Registry("head")
+
+
+def create(name: str, *, in_features: int, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build the registered head ``name`` (or an alias of it).
+
+    Args:
+        name: a name from :func:`names` or an alias ("normalized", "normface", "dl2pa", "hyperspherical").
+        in_features: width d of the backbone features the head receives.
+        num_classes: number of classes K (≥ 2).
+        **kwargs: the head's own keyword arguments.
+
+    Returns:
+        The head module.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid names and the closest match), or a bad argument.
+
+    Example:
+        >>> from neuralcollapse import heads
+        >>> heads.create("cosine", in_features=16, num_classes=4, temperature=0.1).num_classes
+        4
+    """
+    return HEADS.create(name, in_features=in_features, num_classes=num_classes, **kwargs)
+
+
+def names() -> list[str]:
+    """Canonical names of the registered heads (sorted)."""
+    return HEADS.names()
+
+
+def check_int(value: Any, name: str, *, minimum: int) -> int:
+    """An integer (not a bool) ≥ ``minimum``; return it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def reset_linear_(weight: Tensor, bias: Tensor | None) -> None:
+    """PyTorch's ``nn.Linear`` initialisation (Kaiming-uniform with a = √5; bias U(±1/√fan_in))."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = weight.shape[1]
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        nn.init.uniform_(bias, -bound, bound)
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """Rows scaled to unit L2 norm (out of place; a zero row stays zero)."""
+    return F.normalize(x, p=2.0, dim=1, eps=1e-12)
+
+
+def working_dtype(x: Tensor) -> Tensor:
+    """Half/bfloat16 inputs upcast to float32 for softmax-type computations; others unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+class Head(nn.Module):
+    """Base class of the classifier heads: stores and validates ``in_features``/``num_classes`` and checks the
+    feature batch handed to ``forward``.
+
+    Subclasses implement ``forward(h) -> HeadOutput`` and call :meth:`_check_features` first.
+
+    Args:
+        in_features: width d of the backbone features (≥ 1).
+        num_classes: number of classes K (≥ 2).
+
+    Raises:
+        TypeError: a non-integer argument.
+        ValueError: ``in_features`` < 1 or ``num_classes`` < 2.
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_features = check_int(in_features, "in_features", minimum=1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=2)
+
+    def _check_features(self, h: Any) -> Tensor:
+        """``h`` must be a finite floating (N, in_features) tensor."""
+        return check_matrix(h, "h", cols=self.in_features)
+
+    def predict(self, h: Tensor) -> Tensor:
+        """Predicted class indices (N,): argmax of ``forward(h).logits``."""
+        return self.forward(h).predict()
+
+    def forward(self, h: Tensor) -> HeadOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_classes={self.num_classes}"
