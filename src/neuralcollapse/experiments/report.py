@@ -1,9 +1,9 @@
 """Reports of finished runs: mean ± std tables and plots, as Markdown + PNG and one self-contained HTML page.
 
 A run folder holds what the trainer writes (``config.yaml``, ``metrics.csv`` — one row per epoch) and what
-the compare runner's evaluation adds (``evaluation.json`` — final scalar figures grouped by section, and
-``evaluation_arrays.npz`` — logit samples, independence-deficit curves, 2-D embeddings). Runs are grouped by
-their ``objective`` (the compare runner writes it into ``evaluation.json``; otherwise the folder's parent
+the compare runner's analysis adds (``analysis.json`` — final scalar figures grouped by section, and
+``analysis_arrays.npz`` — logit samples, independence-deficit curves, 2-D embeddings). Runs are grouped by
+their ``objective`` (the compare runner writes it into ``analysis.json``; otherwise the folder's parent
 name) and aggregated over seeds.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 
 __all__ = ["Run", "aggregate", "format_mean_std", "load_runs", "markdown_table", "write_report"]
 
-EVALUATION_FILE = "evaluation.json"
-ARRAYS_FILE = "evaluation_arrays.npz"
+EVALUATION_FILE = "analysis.json"
+ARRAYS_FILE = "analysis_arrays.npz"
 EPOCHS_FILE = "metrics.csv"
 
 #: Report sections: (title, section key in evaluation.json, columns (key, header, higher_is_better)).

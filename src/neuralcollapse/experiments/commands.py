@@ -1,0 +1,87 @@
+"""``neuralcollapse compare`` and ``neuralcollapse report`` (registered by :mod:`neuralcollapse.cli`).
+
+No training framework is imported at module import; the commands import what they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from .compare import DEFAULT_OBJECTIVES
+
+    p = subparsers.add_parser(
+        "compare",
+        help="train several objectives with matched settings and seeds, then write a report",
+        description="Train every objective with the same data, model, epochs and seeds; analyse each run "
+        "(accuracy, neural collapse, latent geometry, independence deficit, OOD, open-set) and write "
+        "report.md / report.html with tables and plots. Re-running continues: finished runs are skipped.",
+    )
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
+                   help="comma-separated presets or loss specs (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per objective (default: 3)")
+    p.add_argument("--dataset", default=None, help="data set (default: digits, the embedded one)")
+    p.add_argument("--model", default=None, help="backbone (default: the trainer's)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the trainer's)")
+    p.add_argument("--recipe", default=None, help="recipe applied to every run before the objective")
+    p.add_argument("--ood-set", default=None, help="OOD test set ('' disables; default per data set)")
+    p.add_argument("--detectors", default=None, help="comma-separated OOD detectors (default: the OCCE ten)")
+    p.add_argument("--osr-known", type=int, default=None, help="known classes of the open-set run (0 disables)")
+    p.add_argument("--deepfool-samples", type=int, default=200, help="test images for DeepFool (0 disables)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any training setting for every run (repeatable), e.g. --set batch_size=64")
+    p.add_argument("--out", default="runs/compare", help="comparison folder (default: %(default)s)")
+    p.set_defaults(func=_run_compare)
+
+    r = subparsers.add_parser("report", help="regenerate a report from finished runs",
+                              description="Write report.md, PNG plots and a self-contained report.html from "
+                              "finished run folders (searched recursively for analysis.json).")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders or folders containing them")
+    r.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/report)")
+    r.add_argument("--title", default="neuralcollapse report")
+    r.set_defaults(func=_run_report)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from ..training.commands import _parse_setting
+    from .compare import CompareSettings, run_compare
+
+    try:
+        settings = CompareSettings(
+            objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
+            seeds=args.seeds,
+            dataset=args.dataset,
+            model=args.model,
+            epochs=args.epochs,
+            recipe=args.recipe,
+            overrides=dict(_parse_setting(s) for s in args.settings),
+            ood_set=args.ood_set,
+            detectors=[d.strip() for d in args.detectors.split(",")] if args.detectors else None,
+            osr_known=args.osr_known,
+            deepfool_samples=args.deepfool_samples,
+            out=args.out,
+        )
+        run_compare(settings)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"neuralcollapse compare: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report import write_report
+
+    out = args.out or str(Path(args.runs[0]) / "report")
+    try:
+        path = write_report(args.runs, out, title=args.title)
+    except FileNotFoundError as err:
+        print(f"neuralcollapse report: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0

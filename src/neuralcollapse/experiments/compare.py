@@ -1,0 +1,152 @@
+"""The compare runner: several objectives, matched settings and seeds, one report.
+
+``neuralcollapse compare --objectives ce,ce+occe,nonl,ntce,lpc,dl2pa --seeds 3`` trains every objective
+with the same data, backbone, epochs and seeds, analyses each run (:mod:`.analysis`), evaluates OOD
+detection against one OOD set and open-set recognition on a known/unknown class split (a second run per
+objective and seed, trained on the known classes), and writes the report (:mod:`.report`). Finished runs
+are skipped and interrupted ones resumed, so re-running the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .analysis import ANALYSIS_FILE, analyze_run
+from .report import write_report
+
+__all__ = ["CompareSettings", "run_compare"]
+
+#: the embedded quick comparison: the six families of the four papers
+DEFAULT_OBJECTIVES = ("ce", "ce+occe", "nonl", "ntce", "lpc", "dl2pa")
+#: OOD sets used by default for each ID data set
+DEFAULT_OOD_SET = {"digits": "digits-ood", "mnist": "fashionmnist", "fashionmnist": "mnist", "cifar10": "svhn",
+                   "cifar100": "svhn", "tinyimagenet": "svhn"}
+#: fraction of the classes that are "known" in the default open-set split (FashionMNIST 4/10 … 6/10 here)
+DEFAULT_KNOWN_FRACTION = 0.6
+
+
+@dataclass
+class CompareSettings:
+    """What to compare and how.
+
+    Attributes:
+        objectives: objective presets or loss specs (``neuralcollapse recipes`` / ``--objective`` names).
+        seeds: number of seeds (0 … seeds−1), matched across objectives.
+        dataset, model, epochs, recipe: shared run settings (None = the trainer's defaults / the recipe's).
+        overrides: further TrainConfig fields applied to every run (e.g. ``{"batch_size": 64}``).
+        ood_set: OOD test set for the detector table (default per data set; "" disables).
+        detectors: OOD detectors (default: the OCCE paper's ten).
+        osr_known: known classes of the open-set run (default 60 % of the classes; 0 disables).
+        out: the comparison folder; runs go to ``out/<objective>/seed<k>[-osr]``, the report to ``out/report``.
+    """
+
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES
+    seeds: int = 3
+    dataset: str | None = None
+    model: str | None = None
+    epochs: int | None = None
+    recipe: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    ood_set: str | None = None
+    detectors: Sequence[str] | None = None
+    osr_known: int | None = None
+    deepfool_samples: int = 200
+    out: str | Path = "runs/compare"
+
+
+def _folder_name(objective: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in objective.replace("+", "-plus-"))
+
+
+def _base_config(settings: CompareSettings, objective: str, seed: int) -> Any:
+    from ..training.config import TrainConfig, merge_settings, validate_config
+    from ..training.presets import expand_objective
+    from ..training.recipes import recipe_settings
+
+    config = TrainConfig()
+    if settings.recipe:
+        config = merge_settings(config, recipe_settings(settings.recipe), source=f"recipe {settings.recipe!r}")
+    config = merge_settings(config, expand_objective(objective), source=f"objective {objective!r}")
+    shared = {k: v for k, v in (("dataset", settings.dataset), ("model", settings.model),
+                                ("epochs", settings.epochs)) if v is not None}
+    config = merge_settings(config, {**shared, **dict(settings.overrides), "seed": seed, "progress": False},
+                            source="compare settings")
+    return validate_config(config)
+
+
+def _train(config: Any, run_dir: Path) -> None:
+    from ..training.runner import fit
+
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    fit(config.replace(out=str(run_dir)), resume=resume)
+
+
+def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print) -> Path:
+    """Run (or continue) the comparison and write its report; returns the path of ``report.md``.
+
+    Example:
+        >>> run_compare(CompareSettings(objectives=["ce", "ce+occe"], seeds=1, epochs=2))  # doctest: +SKIP
+    """
+    from ..training.evaluation import evaluate_checkpoint
+
+    if not settings.objectives:
+        raise ValueError("`objectives` is empty; give at least one objective, e.g. 'ce,ce+occe'")
+    if not isinstance(settings.seeds, int) or settings.seeds < 1:
+        raise ValueError(f"`seeds` must be a positive int; got {settings.seeds!r}")
+    out = Path(settings.out)
+    configs = {(o, s): _base_config(settings, o, s) for o in settings.objectives for s in range(settings.seeds)}
+    first = next(iter(configs.values()))
+    ood_set = DEFAULT_OOD_SET.get(first.dataset, "") if settings.ood_set is None else settings.ood_set
+    from .. import data as ncdata
+
+    num_classes = ncdata.create(first.dataset, root=first.data_dir).num_classes
+    known = settings.osr_known if settings.osr_known is not None else max(2, round(DEFAULT_KNOWN_FRACTION *
+                                                                                     num_classes))
+    total = len(configs)
+    for i, ((objective, seed), config) in enumerate(configs.items(), start=1):
+        run_dir = out / _folder_name(objective) / f"seed{seed}"
+        tag = f"[{i}/{total}] {objective} seed {seed}"
+        if (run_dir / ANALYSIS_FILE).is_file():
+            log(f"{tag}: done, skipped")
+            continue
+        start = time.perf_counter()
+        log(f"{tag}: training {config.epochs} epochs ({config.model}, {config.head} head, loss {config.loss})")
+        _train(config, run_dir)
+        analysis = analyze_run(run_dir, deepfool_samples=settings.deepfool_samples, seed=seed)
+        if ood_set:
+            report = evaluate_checkpoint(run_dir, ood=[ood_set], detectors=settings.detectors)
+            table = {det: next(iter(per_set.values()))["auroc"] for det, per_set in report.get("ood", {}).items()}
+            if table:
+                table["mean"] = sum(table.values()) / len(table)
+            analysis["ood"] = table
+            analysis["ood_set"] = ood_set
+            analysis["ood_skipped"] = report.get("ood_skipped", {})
+        if known and known < num_classes:
+            osr_dir = out / _folder_name(objective) / f"seed{seed}-osr"
+            log(f"{tag}: open-set run on {known} known classes")
+            _train(config.replace(osr_known=known, osr_split_seed=seed), osr_dir)
+            osr = evaluate_checkpoint(osr_dir, osr=True, detectors=["msp"])["open_set"]
+            analysis["osr"] = {"error": 100 * osr["msp"]["error"], "oscr": 100 * osr["msp"]["oscr"],
+                               "auroc": 100 * osr["msp"]["auroc"]}
+            analysis["osr_known_classes"] = osr["known_classes"]
+        (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=1))
+        acc = analysis["summary"].get("test_accuracy")
+        log(f"{tag}: test accuracy {acc:.4f}, NC1 {analysis['summary'].get('nc1')}, "
+            f"{time.perf_counter() - start:.0f} s")
+    run_dirs = [out / _folder_name(o) / f"seed{s}" for o, s in configs]
+    command = (f"neuralcollapse compare --objectives {','.join(settings.objectives)} --seeds {settings.seeds}"
+               + (f" --dataset {settings.dataset}" if settings.dataset else "")
+               + (f" --model {settings.model}" if settings.model else "")
+               + (f" --epochs {settings.epochs}" if settings.epochs else ""))
+    notes = [f"Command: `{command}`",
+             f"Data set {first.dataset}, model {first.model}, {first.epochs} epochs, seeds 0–{settings.seeds - 1}; "
+             f"means ± sample std over seeds. OOD set: {ood_set or 'none'}; open-set split: {known} known classes."]
+    path = write_report(run_dirs, out / "report", title=f"Objectives compared on {first.dataset}",
+                        order=list(settings.objectives), notes=notes)
+    log(f"report: {path} and {path.with_suffix('.html')}")
+    return path
