@@ -178,13 +178,13 @@ def test_fused_equals_unfused(spec, kwargs, dtype):
 
 def test_fused_path_is_taken_only_when_valid(monkeypatch):
     calls = []
-    real = objective_module.ce_occe
+    real = objective_module.weighted_ce_occe
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(objective_module, "ce_occe", spy)
+    monkeypatch.setattr(objective_module, "weighted_ce_occe", spy)
     out, y = _out()
     q = instance_anticlass_target(torch.softmax(-out.logits.detach(), 1), y)
     dual = HeadOutput(logits=out.logits, features=out.features, anti_logits=-out.logits.flip(1))

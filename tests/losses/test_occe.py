@@ -1,5 +1,6 @@
 """OCCE (KL form), the official +1e-7 form, soft anti-class targets, RCE and the fused CE + OCCE pass."""
 
+import importlib
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import neuralcollapse as nc
-from neuralcollapse.losses import OCCELoss, RCELoss, ce_occe, cross_entropy, occe, rce
+from neuralcollapse.losses import OCCELoss, RCELoss, ce_occe, cross_entropy, occe, rce, weighted_ce_occe
 from neuralcollapse.losses._terms import create_term
 from neuralcollapse.output import HeadOutput
 
@@ -185,6 +186,8 @@ def test_gradcheck_all_forms():
         lambda x: ce_occe(x, y)[0] + 0.7 * ce_occe(x, y)[1],
         lambda x: ce_occe(x, y_ign, weight=w, reduction="sum")[1],
         lambda x: ce_occe(x, y, compile=False)[0],
+        lambda x: weighted_ce_occe(x, y, 1.0, 0.3)[0],
+        lambda x: weighted_ce_occe(x, y_ign, 0.5, 2.0, weight=w, reduction="sum")[0],
     ):
         assert torch.autograd.gradcheck(fn, (zz,))
 
@@ -298,6 +301,31 @@ def test_fused_equals_unfused(reduction, options):
     torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize(("w_ce", "w_occe"), [(1.0, 1.0), (0.5, 0.1), (0.0, 2.0), (0.0, 0.0)])
+def test_weighted_fused_equals_unfused(reduction, w_ce, w_occe, monkeypatch):
+    occe_module = importlib.import_module("neuralcollapse.losses.occe")  # the attribute is the function
+    monkeypatch.setattr(occe_module, "FUSED_BLOCK_BYTES", 3 * 6 * 8)  # 3 rows per block
+    z, y = _data(11, 6, seed=5)
+    y = y.clone()
+    y[4] = -100
+    w = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    kw = {"weight": w, "reduction": reduction}
+    z1 = z.clone().requires_grad_(True)
+    z2 = z.clone().requires_grad_(True)
+    total, ce, oc = weighted_ce_occe(z1, y, w_ce, w_occe, **kw)
+    assert not ce.requires_grad and not oc.requires_grad
+    torch.testing.assert_close(ce, cross_entropy(z, y, **kw), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(oc, occe(z, y, **kw), rtol=1e-12, atol=1e-12)
+    ref = w_ce * cross_entropy(z2, y, **kw) + w_occe * occe(z2, y, **kw)
+    torch.testing.assert_close(total, ref, rtol=1e-12, atol=1e-12)
+    g1 = torch.autograd.grad(3.0 * total, z1, retain_graph=True)[0]
+    g2 = torch.autograd.grad(3.0 * total, z1)[0]  # the second walk rebuilds the consumed gradient
+    (g_ref,) = torch.autograd.grad(3.0 * ref, z2)
+    torch.testing.assert_close(g1, g_ref, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(g2, g_ref, rtol=1e-10, atol=1e-14)
+
+
 def test_fused_float32_spatial_and_double_backward_pass():
     z, y = _data(4, 7, dtype=torch.float32)
     z = z.reshape(2, 2, 7).movedim(2, 1).contiguous()  # (N=2, K=7, d1=2)
@@ -323,11 +351,15 @@ def test_fused_all_ignored_and_errors():
     y = torch.tensor([0, 1, 2])
     with pytest.raises(ValueError, match="`reduction` must be one of"):
         ce_occe(torch.randn(3, 4), y, reduction="none")
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        weighted_ce_occe(torch.randn(3, 4), y, 1.0, 1.0, reduction="none")
     for bad in (float("nan"), float("inf"), float("-inf")):
         x = torch.randn(3, 4)
         x[1, 2] = bad
         with pytest.raises(ValueError, match="`logits` contains NaN or Inf"):
             ce_occe(x, y)
+        with pytest.raises(ValueError, match="`logits` contains NaN or Inf"):
+            weighted_ce_occe(x, y, 1.0, 1.0)
     with pytest.raises(ValueError, match="`target` must hold class indices in \\[0, 4\\)"):
         ce_occe(torch.randn(3, 4), torch.tensor([0, 4, 1]))
     with pytest.raises(ValueError, match="`logits` must have at least 2 classes"):
@@ -438,7 +470,6 @@ def test_module_rejects_bad_hyperparameters():
 
 def test_doctests_of_loss_modules():
     import doctest
-    import importlib
 
     for name in ("occe", "anticlass", "cross_entropy", "complement", "focal", "objective"):
         module = importlib.import_module(f"neuralcollapse.losses.{name}")

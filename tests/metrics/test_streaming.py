@@ -98,7 +98,7 @@ def test_shift_keeps_accuracy_with_huge_common_offset():
     # the same statistics accumulated around c = 0 (no shift) are ruined: the test can fail
     naive = _NCStats.zeros(4, 6, shift=torch.zeros(6, dtype=torch.float64))
     for part in batches(600):
-        _nc_update(naive, small[part] + 1e6, labels[part])
+        naive = _nc_update(naive, small[part] + 1e6, labels[part])
     assert abs(_nc_compute(naive)["nc1"] - expected["nc1"]) > 0.01 * expected["nc1"]
 
 
@@ -197,6 +197,21 @@ def test_constructor_classifier_is_a_snapshot_and_compute_overrides_it():
     assert_close_dict(metric.compute(), expected, rtol=1e-10, atol=1e-14)
     expected_live = without_ncc(neural_collapse(features, labels, live))
     assert_close_dict(metric.compute(weight=live), expected_live, rtol=1e-10, atol=1e-14)
+
+
+def test_inference_mode_and_inputs_unchanged():
+    features, labels, weight, bias, logits = random_problem(n=200, d=5, k=3, seed=24)
+    copies = [t.clone() for t in (features, labels, weight, bias, logits)]
+    metric = NeuralCollapse(3, 5, class_means=features[:3].clone(), weight=weight, bias=bias)
+    with torch.inference_mode():
+        stream(metric, features, labels, logits)
+        inside = metric.compute()
+        metric.reset()  # states re-created as inference tensors
+        metric.update(features[:50], labels[:50], logits[:50])
+    stream(metric, features[50:], labels[50:], logits[50:])  # updating them outside must still work
+    assert int(metric.counts.sum()) == 200 and math.isfinite(inside["nc1"])
+    for before, after in zip(copies, (features, labels, weight, bias, logits)):
+        assert torch.equal(before, after)
 
 
 def test_states_stay_float64_when_module_is_cast():

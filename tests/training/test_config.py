@@ -77,15 +77,14 @@ def test_invalid_settings_raise_with_choices(changes, match):
 def test_loss_needing_prototypes_names_the_heads_that_work():
     from neuralcollapse.training.config import all_head_fields
 
-    working = [h for h, f in all_head_fields().items() if {"features", "prototypes"} <= f]
-    cfg = TrainConfig(loss="ntce", head="dual")
-    provided = all_head_fields()["dual"]
-    if "prototypes" in provided:
-        pytest.skip("the dual head reports prototypes; the check cannot trigger with it")
-    with pytest.raises(ValueError, match=r"needs the head output field\(s\) prototypes.*heads that work") as info:
-        validate_config(cfg)
-    for name in working:
-        assert name in str(info.value)
+    fields = all_head_fields()
+    working = sorted(h for h, f in fields.items() if {"features", "prototypes", "cosines"} <= f)
+    assert {"cosine", "etf", "prototypes"} <= set(working) and "linear" not in working
+    for loss in ("ntce", "nonl", "normface", "proto_align", "dot_regression", "arcface"):
+        with pytest.raises(ValueError, match=rf"loss term '{loss}' needs cosine logits.*head 'linear'") as info:
+            validate_config(TrainConfig(loss=loss, head="linear"))
+        assert f"heads that work with '{loss}': {', '.join(working)}" in str(info.value)
+    validate_config(TrainConfig(loss="ntce", head="cosine"))
 
 
 def test_etf_with_narrow_features_suggests_prototypes():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neuralcollapse.training.config import merge_settings, TrainConfig, validate_config
+from neuralcollapse.training.config import TrainConfig, merge_settings, validate_config
 from neuralcollapse.training.recipes import get_recipe, list_recipes, recipe_config, recipe_names, recipe_settings
 
 

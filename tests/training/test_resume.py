@@ -17,35 +17,37 @@ import torch
 from neuralcollapse.cli import main
 from neuralcollapse.training.checkpoint import CorruptCheckpointError, atomic_torch_save, load_checkpoint
 
-# One script for the three runs (same interpreter settings: one thread, deterministic): the reference, the run
-# killed with SIGKILL in the middle of its third epoch, and the CLI resume of the killed run.
-SCRIPT = textwrap.dedent(
-    """
+#: The run: digits, small MLP, instance soft targets (per-sample state), augmentation (RNG), deterministic mode.
+SETTINGS = dict(epochs=4, batch_size=64, lr=0.1, model_kwargs={"hidden": [32]}, soft_targets="instance",
+                augment=True, crop_padding=1, flip=False, deterministic=True, progress=False, plots=False,
+                train_subset=512)
+
+# The killed run runs in a subprocess (one intra-op thread, as the test process — see conftest.py) and is
+# killed with SIGKILL in the middle of its third epoch.
+KILLED = textwrap.dedent(
+    f"""
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
     from lightning.pytorch.callbacks import Callback
     from neuralcollapse.training import TrainConfig, fit
 
-    out, kill_epoch, kill_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if trainer.current_epoch == kill_epoch and batch_idx == kill_batch:
+            if trainer.current_epoch == 2 and batch_idx == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    cfg = TrainConfig(epochs=4, batch_size=64, lr=0.1, model_kwargs={"hidden": [32]}, soft_targets="instance",
-                      augment=True, crop_padding=1, flip=False, deterministic=True, progress=False, plots=False,
-                      out=out)
-    fit(cfg, callbacks=[KillAt()] if kill_epoch >= 0 else [])
+    fit(TrainConfig(**{SETTINGS!r}, out=sys.argv[1]), callbacks=[KillAt()])
     """
 )
 
 
-def _run_script(out: Path, kill_epoch: int = -1, kill_batch: int = -1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(kill_epoch), str(kill_batch)],
-                          capture_output=True, text=True, env=env, timeout=300)
+@pytest.fixture
+def restore_determinism():
+    """Lightning's deterministic mode flips process-wide torch flags; put them back for the other tests."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -53,22 +55,21 @@ def _rows(folder: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, restore_determinism):
+    from neuralcollapse.training import TrainConfig, fit
+
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    done = _run_script(ref)
-    assert done.returncode == 0, done.stderr[-3000:]
-    crash = _run_script(killed, kill_epoch=2, kill_batch=5)
-    assert crash.returncode == -signal.SIGKILL
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    crash = subprocess.run([sys.executable, "-c", KILLED, str(killed)], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert crash.returncode == -signal.SIGKILL, crash.stderr[-3000:]
     ckpt = load_checkpoint(killed / "checkpoints" / "last.ckpt")
     assert ckpt["epoch"] == 1  # the end-of-epoch-2 checkpoint (0-indexed epoch 1): at most epoch 3 is redone
     assert [r["epoch"] for r in _rows(killed)] == [1, 2]
     assert not list((killed / "checkpoints").glob("*.tmp"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = ("import sys, torch; torch.set_num_threads(1); from neuralcollapse.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    resumed = subprocess.run([sys.executable, "-c", code, "train", "--resume", str(killed), "--no-progress"],
-                             capture_output=True, text=True, env=env, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    fit(TrainConfig(**SETTINGS, out=str(ref)))  # the uninterrupted reference
     ref_rows, res_rows = _rows(ref), _rows(killed)
     assert [r["epoch"] for r in res_rows] == [1, 2, 3, 4]
     assert res_rows == ref_rows  # every metric of every epoch, exactly (CPU, deterministic, same seed)

@@ -8,12 +8,14 @@ Rows (all CPU, ratios against a baseline timed in the same run):
 3. one full SGD training step of a small ConvNet (batch 128 of 3×32×32, K = 100) with ``"ce+occe"`` against
    ``"ce"`` (target ≤ 1.05×).
 
-Timings alternate between the two sides over several rounds and keep each side's fastest round median, which
-damps interference from other processes on a shared machine.
+Timings run with one intra-op thread (``BENCH_THREADS``; ratios, not absolute speed, are the figures); the two
+sides of a comparison are timed call by call, alternately, and each side's median is reported, which keeps
+the ratio meaningful when other processes share the machine.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 import torch
@@ -33,15 +35,24 @@ LOSS_N, LOSS_K = 1024, 1000
 STEP_BATCH, STEP_CLASSES = 128, 100
 LOSS_RATIO_TARGET = 2.0
 STEP_RATIO_TARGET = 1.05
+#: intra-op threads while timing (restored afterwards)
+BENCH_THREADS = 1
 
 
-def _paired(fn_a: Callable[[], object], fn_b: Callable[[], object], *, rounds: int, repeat: int) -> tuple[float, float]:
-    """Alternate timing rounds of two callables; return each one's best round (median over ``repeat`` runs)."""
-    best_a = best_b = float("inf")
-    for _ in range(rounds):
-        best_a = min(best_a, time_call(fn_a, repeat=repeat, warmup=1))
-        best_b = min(best_b, time_call(fn_b, repeat=repeat, warmup=1))
-    return best_a, best_b
+def _paired(fn_a: Callable[[], object], fn_b: Callable[[], object], *, samples: int) -> tuple[float, float]:
+    """Median single-call times of two callables timed alternately (a, b, a, b, ...), after a warm-up.
+
+    Alternating single calls exposes both sides to the same load, so the ratio of the medians stays meaningful
+    on a busy machine.
+    """
+    for fn in (fn_a, fn_b):
+        fn()
+        fn()
+    times_a, times_b = [], []
+    for _ in range(samples):
+        times_a.append(time_call(fn_a, repeat=1, warmup=0))
+        times_b.append(time_call(fn_b, repeat=1, warmup=0))
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def _loss_step(loss_fn: Callable[[Tensor, Tensor], Tensor], z0: Tensor, y: Tensor) -> Callable[[], None]:
@@ -63,15 +74,15 @@ def _loss_rows(quick: bool) -> list[BenchRow]:
     gen = torch.Generator().manual_seed(0)
     z0 = 3.0 * torch.randn(LOSS_N, LOSS_K, generator=gen)
     y = torch.randint(0, LOSS_K, (LOSS_N,), generator=gen)
-    rounds, repeat = (3, 5) if quick else (5, 15)
+    samples = 20 if quick else 80
     size = f"N={LOSS_N}, K={LOSS_K}, cpu, fwd+bwd"
 
     ce_step = _loss_step(lambda z, t: F.cross_entropy(z, t), z0, y)
     fused_step = _loss_step(_objective_fn(Objective.parse("ce+occe")), z0, y)
     naive_step = _loss_step(lambda z, t: F.cross_entropy(z, t) + occe(z, t), z0, y)
 
-    t_fused, t_ce = _paired(fused_step, ce_step, rounds=rounds, repeat=repeat)
-    t_naive, t_ce2 = _paired(naive_step, ce_step, rounds=rounds, repeat=repeat)
+    t_fused, t_ce = _paired(fused_step, ce_step, samples=samples)
+    t_naive, t_ce2 = _paired(naive_step, ce_step, samples=samples)
     rows = [
         ratio_row(
             GROUP,
@@ -94,7 +105,7 @@ def _loss_rows(quick: bool) -> list[BenchRow]:
     try:
         compiled_step = _loss_step(_objective_fn(Objective.parse("ce+occe", compile=True)), z0, y)
         compiled_step()  # compilation happens here, outside the timed region
-        t_comp, t_ce3 = _paired(compiled_step, ce_step, rounds=rounds, repeat=repeat)
+        t_comp, t_ce3 = _paired(compiled_step, ce_step, samples=samples)
         rows.append(ratio_row(GROUP, name, t_comp, t_ce3, note="torch.compile kernels (opt-in)"))
     except Exception as err:  # any compiler failure only makes the row unavailable
         rows.append(BenchRow(GROUP, name, float("nan"), "s", note=f"unavailable: {type(err).__name__}: {err}"[:160]))
@@ -141,9 +152,9 @@ def _train_rows(quick: bool) -> list[BenchRow]:
 
         return step
 
-    rounds, repeat = (3, 3) if quick else (5, 7)
+    samples = 10 if quick else 40
     t_both, t_ce = _paired(
-        make_step(Objective.parse("ce+occe")), make_step(Objective.parse("ce")), rounds=rounds, repeat=repeat
+        make_step(Objective.parse("ce+occe")), make_step(Objective.parse("ce")), samples=samples
     )
     return [
         ratio_row(
@@ -159,4 +170,9 @@ def _train_rows(quick: bool) -> list[BenchRow]:
 
 def run(quick: bool = False) -> list[BenchRow]:
     """Run the loss benchmarks; ``quick`` uses fewer timing rounds."""
-    return _loss_rows(quick) + _train_rows(quick)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BENCH_THREADS)
+    try:
+        return _loss_rows(quick) + _train_rows(quick)
+    finally:
+        torch.set_num_threads(threads)

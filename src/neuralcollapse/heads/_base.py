@@ -7,7 +7,9 @@ contract"). Every head is built as ``Head(in_features, num_classes, **kw)`` and 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,25 @@ def check_int(value: Any, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
     return int(value)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread, then restore the caller's setting.
+
+    Used by the prototype estimation (a long chain of small matrix products) and the assignment's score matrix:
+    one thread is the fastest setting at the sizes used in practice (threads add synchronisation, badly so on a
+    loaded machine), and it fixes the BLAS summation order, so results do not depend on the caller's thread
+    count (identical prototypes and assignments on every DDP rank with the same build).
+    """
+    previous = torch.get_num_threads()
+    if previous != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if previous != 1:
+            torch.set_num_threads(previous)
 
 
 def reset_linear_(weight: Tensor, bias: Tensor | None) -> None:

@@ -41,8 +41,9 @@ def dual_head_probabilities(logits: Tensor, anti_logits: Tensor) -> dict[str, Te
 
     - ``"ce_probs"`` = softmax(z);
     - ``"occe_probs"`` = softmax(−z̄) (the paper reads class activations as negated anti-class activations);
-    - ``"combined"`` = softmax(z) − q / max_j q_j, entries in [−1, 1). q / max q is computed as
-      exp(z̄ − max z̄), exactly equal and free of underflow.
+    - ``"combined"`` = softmax(z) − q / max_j q_j, entries in [−1, 1) (a row maximum can round to 1 when
+      softmax(z) saturates, logit gaps ≳ 37 in float64). q / max q is computed as exp(z̄ − max z̄), equal to it
+      and free of the softmax normaliser.
 
     Half/bfloat16 inputs are computed in float32; results keep the computation dtype and are differentiable.
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .._validation import check_choice, check_matrix, check_positive
-from ._base import check_int, unit_rows
+from ._base import check_int, one_thread, unit_rows
 from .etf import random_orthonormal, simplex_etf
 
 __all__ = ["PROTOTYPE_METHODS", "optimize_prototypes", "prototype_stats"]
@@ -47,54 +47,51 @@ def _off_diagonal(gram: Tensor, fill: float) -> Tensor:
     return gram.clone().fill_diagonal_(fill)
 
 
-def _softmax_off_diagonal(gram: Tensor, scale: float) -> Tensor:
-    """Softmax of scale·G over all ordered pairs i ≠ j (weights sum to 1; diagonal 0)."""
-    logits = _off_diagonal(gram * scale, -math.inf)
-    weights = torch.exp(logits - logits.max())
-    return weights / weights.sum()
-
-
 def _two_stage(k: int, d: int, steps: int, lr: float, generator: torch.Generator) -> Tensor:
     """The annealed Gaussian-potential + soft max-min optimisation of methods.md §7.1 (float64, CPU).
 
     Gradients are written out (G = PPᵀ, ∂L/∂P = (S + Sᵀ)P for S = ∂L/∂G) so each step costs two K×K×d matrix
-    products. Stage 1: L₁ = (1/t)·log mean_{i≠j} exp(2t·cos_ij) (the potential log mean exp(−t‖p_i − p_j‖²)
-    of unit vectors up to the constant −2t, divided by t), SGD ``lr``, t from 2 to 64. Stage 2:
-    L₂ = τ·LSE_{i<j}(cos_ij/τ), Adam (lr 3e−3), τ from 0.05 to 0.002. Rows are re-normalised after every step
-    and the iterate with the lowest maximal pairwise cosine over both stages is returned.
+    products and a handful of K×K element-wise operations. With w the softmax of scale·G over the ordered pairs
+    i ≠ j (weights summing to 1):
+
+    - Stage 1: L₁ = (1/t)·log mean_{i≠j} exp(2t·cos_ij) (the potential log mean exp(−t‖p_i − p_j‖²) of unit
+      vectors up to the constant −2t, divided by t); ∂L₁/∂G_ij = 2w_ij, so ∂L₁/∂P = 4·wP. SGD ``lr``, t from 2
+      to 64.
+    - Stage 2: L₂ = τ·LSE_{i<j}(cos_ij/τ); ∂L₂/∂P = 2·wP. Adam (lr 3e−3, β = (0.9, 0.999), ε = 1e−8), τ from
+      0.05 to 0.002.
+
+    Rows are re-normalised after every step; the iterate with the lowest maximal off-diagonal cosine over both
+    stages is returned.
     """
     p = unit_rows(torch.randn(k, d, generator=generator, dtype=torch.float64))
+    # −inf on the diagonal: excluded from every softmax and max below.
+    mask = torch.zeros(k, k, dtype=torch.float64).fill_diagonal_(-math.inf)
     best, best_max = p, math.inf
 
-    def track(gram: Tensor, current: Tensor) -> None:
+    def pair_weights(current: Tensor, scale: float) -> Tensor:
         nonlocal best, best_max
-        value = float(_off_diagonal(gram, -math.inf).max())
+        logits = torch.addmm(mask, current, current.T, alpha=scale)  # scale·G with −inf diagonal
+        value = float(logits.max()) / scale  # max off-diagonal cosine of the current iterate
         if value < best_max:
             best, best_max = current.clone(), value
+        return torch.softmax(logits.view(-1), dim=0).view(k, k)
 
     for step in range(steps):
         t = _anneal(*_STAGE1_T, step, steps)
-        gram = p @ p.T
-        track(gram, p)
-        # ∂L₁/∂G_ij = 2·w_ij (w: softmax over ordered pairs), symmetric → ∂L₁/∂P = 4·W P.
-        grad = 4.0 * (_softmax_off_diagonal(gram, 2.0 * t) @ p)
-        p = unit_rows(p - lr * grad)
+        p = unit_rows(p - (4.0 * lr) * (pair_weights(p, 2.0 * t) @ p))
 
-    p = p.clone().requires_grad_(True)
-    adam = torch.optim.Adam([p], lr=_STAGE2_LR)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    m = torch.zeros_like(p)
+    v = torch.zeros_like(p)
     for step in range(steps):
         tau = _anneal(*_STAGE2_TAU, step, steps)
-        with torch.no_grad():
-            gram = p @ p.T
-            track(gram, p.detach())
-            # τ·LSE over unordered pairs: ∂/∂G_ij = w'_ij = 2·w_ij → ∂L₂/∂P = 2·W P.
-            p.grad = 2.0 * (_softmax_off_diagonal(gram, 1.0 / tau) @ p)
-        adam.step()
-        with torch.no_grad():
-            p.copy_(unit_rows(p))
-    with torch.no_grad():
-        track(p @ p.T, p.detach())
-    return best.detach()
+        grad = 2.0 * (pair_weights(p, 1.0 / tau) @ p)
+        m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        denom = (v / (1.0 - beta2 ** (step + 1))).sqrt_().add_(eps)
+        p = unit_rows(p - (_STAGE2_LR / (1.0 - beta1 ** (step + 1))) * (m / denom))
+    pair_weights(p, 1.0)
+    return best
 
 
 def _cross_polytope(k: int, d: int, generator: torch.Generator) -> Tensor:
@@ -176,9 +173,9 @@ def optimize_prototypes(
     - ``"hpn"``: HPN's (1/K)Σ_i max_{j≠i} cos(p_i, p_j) by plain SGD (the reference's momentum is reset every
       step) with re-normalisation; final iterate. HPN runs 10,000 steps (pass ``steps=10000``).
 
-    Random numbers come from a fresh CPU generator seeded with ``seed`` (global RNG untouched); the output is
-    bitwise identical for equal arguments on the same build and thread count (BLAS summation order may differ
-    across thread counts, which changes the optimised iterate but not its quality).
+    Random numbers come from a fresh CPU generator seeded with ``seed`` (global RNG untouched). The work runs
+    with one intra-op thread (the setting is restored afterwards), so the output is bitwise identical for equal
+    arguments whatever the caller's thread count, on the same PyTorch build.
 
     Args:
         num_classes: K ≥ 2.
@@ -222,7 +219,8 @@ def optimize_prototypes(
     if method == "etf":
         return simplex_etf(k, d, seed, dtype=dtype, device=device)
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad() if method in ("two_stage", "cross_polytope") else torch.enable_grad():
+    grad_mode = torch.no_grad() if method in ("two_stage", "cross_polytope") else torch.enable_grad()
+    with one_thread(), grad_mode:
         if method == "two_stage":
             prototypes = _two_stage(k, d, steps, lr, generator)
         elif method == "cross_polytope":

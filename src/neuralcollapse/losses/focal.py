@@ -328,8 +328,9 @@ class AdaFocalState(nn.Module):
     Example:
         >>> import torch
         >>> st = AdaFocalState(num_bins=2)
+        >>> # edges [0.2, 0.6, 0.8]; bin 0: C = 0.3, A = 0.5; bin 1: C = 0.7, A = 1 (both under-confident)
         >>> st.update(torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.tensor([True, False, True, True]))
-        >>> [round(g, 4) for g in st.gammas.tolist()]
+        >>> [round(g, 4) for g in st.gammas.tolist()]  # 1·exp(−0.2), 1·exp(−0.3)
         [0.8187, 0.7408]
     """
 

@@ -36,7 +36,7 @@ from ._common import DEFAULT_IGNORE_INDEX, flatten_class_dim, prepare_logits_tar
 from ._terms import register_term
 from .cross_entropy import _ClassWeighted, _LogitTerm
 
-__all__ = ["OCCELoss", "RCELoss", "ce_occe", "occe", "rce"]
+__all__ = ["OCCELoss", "RCELoss", "ce_occe", "occe", "rce", "weighted_ce_occe"]
 
 #: The official code's additive constant inside the log, log((K−1)·q_j + 1e−7) (cidl-auth/anticlasses).
 OFFICIAL_EPS = 1e-7
@@ -209,36 +209,44 @@ def rce(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _raise_not_finite() -> None:
-    raise ValueError("`logits` contains NaN or Inf value(s)")
+def _row_statistics(z: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-row max, min, sum and true-class logit (M,) each; raises on NaN/Inf logits.
+
+    amax/amin propagate NaN, so testing the (M,) extremes replaces an (M, K) ``isfinite`` sweep.
+    """
+    z_max, z_min = z.amax(dim=1), z.amin(dim=1)
+    if data_checks_enabled() and not bool(torch.isfinite(z_max + z_min).all()):
+        raise ValueError("`logits` contains NaN or Inf value(s)")
+    return z_max, z_min, z.sum(dim=1), z.gather(1, target.unsqueeze(1)).squeeze(1)
+
+
+def _row_values(stats: tuple[Tensor, ...], p_max: Tensor, q_max: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-row CE and OCCE from the row statistics and the largest entries of p = softmax(z), q = softmax(−z).
+
+    LSE(z) = max z − log max p and LSE(−z) = −min z − log max q exactly (max p = 1/Σ exp(z − max z) is never
+    small). CE_i = LSE(z_i) − z_ic; since Σ_{j≠c} log q_j = −(S_i − z_ic) − (K−1)·LSE(−z_i) with S_i = Σ_j z_ij,
+    OCCE_i = LSE(−z_i) + (S_i − z_ic)/(K−1) − log(K−1).
+    """
+    z_max, z_min, z_sum, z_true = stats
+    ce_rows = z_max - torch.log(p_max) - z_true
+    occe_rows = (-z_min - torch.log(q_max)) + (z_sum - z_true) / (num_classes - 1) - math.log(num_classes - 1)
+    return ce_rows, occe_rows
 
 
 class _FusedCEOCCE(torch.autograd.Function):
-    """Per-row weighted sums Σ_i r_i·CE_i and Σ_i r_i·OCCE_i in one pass, with the analytic gradient.
+    """(Σ_i r_i·CE_i, Σ_i r_i·OCCE_i) with the analytic gradient, each output differentiable on its own.
 
-    Forward: p = softmax(z), q = softmax(−z) (two vectorised kernels); the log-normalisers follow exactly from
-    their largest entries, LSE(z) = max z − log max p and LSE(−z) = −min z − log max q (max p = 1/Σ exp(z − max z)
-    is never small). Then CE_i = LSE(z_i) − z_ic and, since Σ_{j≠c} log q_j = −(S_i − z_ic) − (K−1)·LSE(−z_i)
-    with S_i = Σ_j z_ij, OCCE_i = LSE(−z_i) + (S_i − z_ic)/(K−1) − log(K−1).
-    Backward: ∂/∂z_i = r_i·[g_ce·(p_i − e_c) + g_occe·(ȳ_i − q_i)] — p and q are reused in place, so the
-    backward pass costs two elementwise sweeps (recomputed if the graph is walked a second time).
+    Forward: p = softmax(z), q = softmax(−z) (two vectorised kernels) give both values (:func:`_row_values`)
+    and, kept for the backward, the gradient ∂/∂z_i = r_i·[g_ce·(p_i − e_c) + g_occe·(ȳ_i − q_i)] (Eq. 5), formed
+    in place in p (recomputed if the graph is walked a second time).
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor]:
-        num_classes = z.shape[1]
+        stats = _row_statistics(z, target)
         p = torch.softmax(z, dim=1)
         q = torch.softmax(z.neg(), dim=1)
-        z_max = z.amax(dim=1)
-        z_min = z.amin(dim=1)
-        # amax/amin propagate NaN: one cheap (M,) test instead of an (M, K) isfinite sweep.
-        if data_checks_enabled() and not bool(torch.isfinite(z_max + z_min).all()):
-            _raise_not_finite()
-        lse_pos = z_max - torch.log(p.amax(dim=1))
-        lse_neg = -z_min - torch.log(q.amax(dim=1))
-        z_true = z.gather(1, target.unsqueeze(1)).squeeze(1)
-        ce_rows = lse_pos - z_true
-        occe_rows = lse_neg + (z.sum(dim=1) - z_true) / (num_classes - 1) - math.log(num_classes - 1)
+        ce_rows, occe_rows = _row_values(stats, p.amax(dim=1), q.amax(dim=1), z.shape[1])
         ctx.save_for_backward(z, target, row_weight)
         ctx.softmaxes = (p, q)
         return (ce_rows * row_weight).sum(), (occe_rows * row_weight).sum()
@@ -259,6 +267,67 @@ class _FusedCEOCCE(torch.autograd.Function):
         grad = p.mul_(a).add_(c).addcmul_(q, b, value=-1.0)
         grad.scatter_add_(1, target.unsqueeze(1), -(a + c))
         return grad, None, None
+
+
+#: Bytes of one (rows × K) block of the weighted fused pass: its temporaries stay in the CPU cache.
+FUSED_BLOCK_BYTES = 1 << 19
+
+
+def _weighted_gradient(z: Tensor, target: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """G = a·(p − e_y) + b·(ȳ − q) for (M, 1) row factors a, b, built block by block; also max p, max q (M,).
+
+    Working on row blocks keeps p, q and −z of a block in cache, so z is read once and G written once.
+    """
+    m, num_classes = z.shape
+    # Blocks pay off on CPU caches; an accelerator gets the whole batch in one block.
+    rows = max(1, FUSED_BLOCK_BYTES // (num_classes * z.element_size())) if z.device.type == "cpu" else m
+    grad = torch.empty_like(z)
+    p_max, q_max = z.new_empty(m), z.new_empty(m)
+    c = b / (num_classes - 1)
+    d = -(a + c)
+    for start in range(0, m, rows):
+        block = slice(start, start + rows)
+        z_block = z[block]
+        p = torch.softmax(z_block, dim=1)
+        q = torch.softmax(z_block.neg(), dim=1)
+        torch.amax(p, dim=1, out=p_max[block])
+        torch.amax(q, dim=1, out=q_max[block])
+        g = torch.addcmul(c[block], p, a[block], out=grad[block])
+        g.addcmul_(q, b[block], value=-1.0).scatter_add_(1, target[block].unsqueeze(1), d[block])
+    return grad, p_max, q_max
+
+
+class _WeightedCEOCCE(torch.autograd.Function):
+    """w_ce·Σ r·CE + w_occe·Σ r·OCCE for fixed weights (the objective's case), plus both parts (no gradient).
+
+    With the weights known in the forward, the whole gradient G is formed there (:func:`_weighted_gradient`),
+    block by block; the backward only scales it by the incoming gradient.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, z: Tensor, target: Tensor, row_weight: Tensor, w_ce: float, w_occe: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        stats = _row_statistics(z, target)
+        a = (w_ce * row_weight).unsqueeze(1)
+        b = (w_occe * row_weight).unsqueeze(1)
+        grad, p_max, q_max = _weighted_gradient(z, target, a, b)
+        ce_rows, occe_rows = _row_values(stats, p_max, q_max, z.shape[1])
+        ce, oc = (ce_rows * row_weight).sum(), (occe_rows * row_weight).sum()
+        ctx.save_for_backward(z, target, a, b)
+        ctx.gradient = grad
+        ctx.mark_non_differentiable(ce, oc)
+        return w_ce * ce + w_occe * oc, ce, oc
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_total: Tensor, _grad_ce: Tensor, _grad_occe: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.gradient is not None:
+            grad, ctx.gradient = ctx.gradient, None  # scaled in place; a second backward rebuilds it
+        else:
+            z, target, a, b = ctx.saved_tensors
+            grad = _weighted_gradient(z, target, a, b)[0]
+        return grad.mul_(grad_total), None, None, None, None
 
 
 def _fused_values(z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -308,7 +377,7 @@ class _CompiledCEOCCE(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, target: Tensor, row_weight: Tensor) -> tuple[Tensor, Tensor]:
         ce, oc, lse_pos, lse_neg = _compiled("values")(z, target, row_weight)
         if data_checks_enabled() and not bool(torch.isfinite(lse_pos + lse_neg).all()):
-            _raise_not_finite()
+            raise ValueError("`logits` contains NaN or Inf value(s)")
         ctx.save_for_backward(z, target, row_weight, lse_pos, lse_neg)
         return ce, oc
 
@@ -317,6 +386,29 @@ class _CompiledCEOCCE(torch.autograd.Function):
     def backward(ctx: Any, grad_ce: Tensor, grad_occe: Tensor) -> tuple[Tensor, None, None]:
         z, target, row_weight, lse_pos, lse_neg = ctx.saved_tensors
         return _compiled("grad")(z, target, row_weight, lse_pos, lse_neg, grad_ce, grad_occe), None, None
+
+
+def _prepare_fused(
+    logits: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Validated, flattened (M, K) logits, safe targets and the per-row reduction weights r (M,)."""
+    check_choice(reduction, "reduction", FUSED_REDUCTIONS)
+    # Shape/dtype/label checks via the shared helper; the (M, K) finiteness sweep is replaced by the O(M)
+    # test of the row extremes inside the fused forward.
+    with validation(False):
+        z, t, valid, _ = prepare_logits_target(
+            logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+        )
+    if data_checks_enabled():
+        check_labels(target, "target", num_classes=z.shape[1], ignore_index=ignore_index)
+        if weight is not None:
+            check_finite(weight, "weight")
+    row_weight = valid.to(z.dtype)
+    if weight is not None:
+        row_weight = row_weight * weight.to(z.dtype)[t]
+    if reduction == "mean":
+        row_weight = row_weight / row_weight.sum().clamp_min(torch.finfo(z.dtype).tiny)
+    return z, t, row_weight
 
 
 def ce_occe(
@@ -331,13 +423,13 @@ def ce_occe(
     """Cross-entropy and uniform OCCE of the same logits in one fused pass: returns ``(ce, occe)``.
 
     The two terms of the OCCE paper's unified objective L = CE + γ·OCCE (Katsikas et al., TNNLS 2025, Eq. 8);
-    values and gradients equal ``cross_entropy(...)`` and ``occe(...)`` with the same options (to rounding),
-    at roughly the cost of one cross-entropy: the forward shares softmax(z)/softmax(−z) between value and
-    gradient, and the backward is the closed form r_i·[g_ce·(p − e_y) + g_occe·(ȳ − softmax(−z))] (Eq. 5).
-    :class:`~neuralcollapse.losses.Objective` uses it automatically for ``"ce+γ*occe"``.
+    values and gradients equal ``cross_entropy(...)`` and ``occe(...)`` with the same options (to rounding).
+    The forward computes softmax(z) and softmax(−z) once and derives both values from them; the backward is the
+    closed form r_i·[g_ce·(p − e_y) + g_occe·(ȳ − softmax(−z))] (Eq. 5), with no further exponentials.
+    :class:`~neuralcollapse.losses.Objective` uses a variant of it automatically for ``"ce+γ*occe"``.
 
     Only first derivatives are available (``once_differentiable``). The check for NaN/Inf logits is done on
-    per-row maxima, so it costs O(N) instead of an (N, K) sweep.
+    the per-row extremes, so it costs O(N) instead of an (N, K) sweep.
 
     Args:
         logits: (N, K) or (N, K, d1, ...) floating, finite; K ≥ 2.
@@ -361,25 +453,48 @@ def ce_occe(
         >>> bool(torch.isclose(oc, occe(z, y), atol=1e-6))
         True
     """
-    check_choice(reduction, "reduction", FUSED_REDUCTIONS)
-    # Shape/dtype/label checks via the shared helper; the (N, K) finiteness sweep is replaced by the O(N)
-    # test inside the fused forward.
-    with validation(False):
-        z, t, valid, _ = prepare_logits_target(
-            logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-        )
-    if data_checks_enabled():
-        check_labels(target, "target", num_classes=z.shape[1], ignore_index=ignore_index)
-        if weight is not None:
-            check_finite(weight, "weight")
-    row_weight = valid.to(z.dtype)
-    if weight is not None:
-        row_weight = row_weight * weight.to(z.dtype)[t]
-    if reduction == "mean":
-        row_weight = row_weight / row_weight.sum().clamp_min(torch.finfo(z.dtype).tiny)
+    z, t, row_weight = _prepare_fused(logits, target, weight, ignore_index, reduction)
     fn = _CompiledCEOCCE if compile else _FusedCEOCCE
     ce, oc = fn.apply(z, t, row_weight)
     return ce, oc
+
+
+def weighted_ce_occe(
+    logits: Tensor,
+    target: Tensor,
+    w_ce: float,
+    w_occe: float,
+    *,
+    weight: Tensor | None = None,
+    ignore_index: int = DEFAULT_IGNORE_INDEX,
+    reduction: str = "mean",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``w_ce·CE + w_occe·OCCE`` in one fused pass, plus the two unweighted values (detached).
+
+    The objective's fast path: with the weights known up front the gradient is formed during the forward, in
+    cache-sized row blocks (z read once, one (N, K) buffer written), and the backward only scales it. Values and
+    gradients equal ``w_ce * cross_entropy(...) + w_occe * occe(...)`` to rounding. First derivatives only.
+
+    Args:
+        logits, target, weight, ignore_index, reduction: as :func:`ce_occe`.
+        w_ce, w_occe: the two non-negative weights (γ = ``w_occe`` in the OCCE paper's Eq. 8).
+
+    Returns:
+        ``(total, ce, occe)``: ``total`` carries the gradient; ``ce`` and ``occe`` are detached values.
+
+    Raises:
+        ValueError / TypeError: as :func:`ce_occe`.
+
+    Example:
+        >>> import torch
+        >>> z, y = torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
+        >>> total, ce, oc = weighted_ce_occe(z, y, 1.0, 0.1)
+        >>> bool(torch.isclose(total, ce + 0.1 * oc))
+        True
+    """
+    z, t, row_weight = _prepare_fused(logits, target, weight, ignore_index, reduction)
+    total, ce, oc = _WeightedCEOCCE.apply(z, t, row_weight, float(w_ce), float(w_occe))
+    return total, ce, oc
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -110,18 +110,18 @@ def effective_rank_metrics(
     With u_i = h_i/‖h_i‖, class means μ_c of the (normalised) features and ŵ_c = w_c/‖w_c‖
     (pakoromilas/nc_by_design, ``util.py``; ETF metrics after arXiv:2305.17326):
 
-    ======================  ====================================================================  ===========
-    key                     definition                                                            ideal
-    ======================  ====================================================================  ===========
-    ``er_intra``            mean over classes with ≥ 2 samples of erank(unbiased covariance of    0
-                            the class's features)
-    ``er_intra_excluded``   number of classes (of K) with < 2 samples, left out of ``er_intra``   —
-    ``er_inter``            erank(unbiased covariance of the present classes' means, d × d)       K − 1
-    ``w_erank``             erank(unbiased covariance of the K rows ŵ_c, d × d)                   K − 1
-    ``w_class_alignment``   (1/K)Σ_c ‖ŵ_c − μ_c/‖μ_c‖‖² over present classes                      0
-    ``w_inst_alignment``    (1/N)Σ_i ‖ŵ_{y_i} − u_i‖²  (= 2 − 2·mean cosine)                      0
-    ``ncc_cosine_accuracy`` fraction of samples with argmax_c cos(u_i, μ_c) = y_i                 1
-    ======================  ====================================================================  ===========
+    =======================  ===================================================================  =====
+    key                      definition                                                           ideal
+    =======================  ===================================================================  =====
+    ``er_intra``             mean over classes with ≥ 2 samples of erank(unbiased covariance of   0
+                             the class's features)
+    ``er_intra_excluded``    number of classes (of K) with < 2 samples, left out of ``er_intra``  —
+    ``er_inter``             erank(unbiased covariance of the present classes' means, d × d)      K − 1
+    ``w_erank``              erank(unbiased covariance of the K rows ŵ_c, d × d)                  K − 1
+    ``w_class_alignment``    (1/K)Σ_c ‖ŵ_c − μ_c/‖μ_c‖‖² over present classes                     0
+    ``w_inst_alignment``     (1/N)Σ_i ‖ŵ_{y_i} − u_i‖²  (= 2 − 2·mean cosine)                     0
+    ``ncc_cosine_accuracy``  fraction of samples with argmax_c cos(u_i, μ_c) = y_i                1
+    =======================  ===================================================================  =====
 
     Keys with ``w`` are absent without ``weight``. erank is :func:`erank` (exact; ``eps=1e-7`` reproduces
     the reference). Raw values are reported: the normalisation behind the paper's "≥ 95 % of NC" is not in

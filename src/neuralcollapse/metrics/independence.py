@@ -26,8 +26,6 @@ DEFICIT_RATIOS = (0.8, 0.9, 0.95, 0.99)
 #: ``"logits"``: the K-dim logit layer itself (the paper's "100-dimensional activation layer");
 #: ``"features"``: penultimate features, classified through W, b after the projection
 DEFICIT_LAYERS = ("logits", "features")
-#: elements of the (N, block, K) float64 logits temporary of the vectorised sweep (≈ 64 MiB)
-_BLOCK_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -78,9 +76,8 @@ def independence_deficit(
     or with Â_kWᵀ + b and AWᵀ + b for penultimate features; (5) k*(ρ) = min{k : r_k ≥ ρ}. A network whose
     logits need many directions (large k*) has more independent logit dimensions.
 
-    The sweep over k is vectorised: the classifier outputs are accumulated one rank-one term
-    P_{:,j} (Wv_j)ᵀ at a time, in blocks of k whose (N, block, K) float64 temporary stays ≈ 64 MiB — cost
-    O(N·m·K), never O(N·m²·K).
+    The sweep over k is cumulative: the classifier outputs are updated in place by one rank-one term
+    P_{:,k} (Wv_k)ᵀ per k — cost O(N·m·K) and memory O(N·K), never O(N·m²·K) as re-projecting each k.
 
     Args:
         acts: (N, m) activations — logits (``layer="logits"``, m = K ≥ 2) or penultimate features.
@@ -149,16 +146,17 @@ def independence_deficit(
     proj = (centred if recenter else a) @ evecs  # (N, m): coordinates on the principal directions
     dirs = evecs.T if w is None else evecs.T @ w.T  # (m, K): each direction's effect on the outputs
     base = mean[None, :] if recenter else torch.zeros(1, m, dtype=a.dtype, device=device)
-    current = _classify(base, w, b).expand(n, num_classes).clone()  # outputs at k = 0
+    current = _classify(base, w, b).expand(n, num_classes).contiguous().clone()  # outputs at k = 0
 
-    acc = torch.empty(m, dtype=torch.float64, device=device)
-    block = max(1, _BLOCK_ELEMENTS // max(1, n * num_classes))
-    for k0 in range(0, m, block):
-        k1 = min(m, k0 + block)
-        # outputs for k = k0+1..k1: current + cumulative sum of rank-one terms, shape (N, k1−k0, K)
-        steps = torch.cumsum(proj[:, k0:k1, None] * dirs[None, k0:k1, :], dim=1) + current[:, None, :]
-        acc[k0:k1] = (steps.argmax(dim=2) == y[:, None]).to(torch.float64).mean(dim=0)
-        current = steps[:, -1, :]
+    # cumulative projection: Â_k's outputs = Â_{k−1}'s + one rank-one term, updated in place — O(N·K) per k.
+    # (A version stacking blocks of k into an (N, block, K) tensor was measured 2–3× slower: memory-bound.)
+    # ``max(dim=1).indices`` (first maximum, like argmax) is several times faster than ``argmax`` on CPU.
+    hits = torch.empty(m, dtype=torch.int64, device=device)
+    proj_t = proj.T.contiguous()
+    for k in range(m):
+        current.addr_(proj_t[k], dirs[k])
+        hits[k] = (current.max(dim=1).indices == y).sum()
+    acc = hits.to(torch.float64) / n
     ratio = acc / full_acc
     result = IndependenceDeficit(ratio=ratio, accuracy=acc, full_accuracy=full_acc, dims={}, eigenvalues=evals)
     result.dims.update({r: result.dim_for(r) for r in rhos})

@@ -19,7 +19,7 @@ over batches and processes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -130,8 +130,8 @@ def _nc_update(
     *,
     predictions: Tensor | None = None,
     class_means: Tensor | None = None,
-) -> None:
-    """Add one batch to ``stats`` (in place; ``stats`` is private to the caller).
+) -> _NCStats:
+    """``stats`` plus one batch, as new tensors (out of place: safe under ``torch.inference_mode``).
 
     Args:
         stats: accumulated statistics; their ``shift`` must already be fixed.
@@ -143,19 +143,27 @@ def _nc_update(
             given (methods.md §9: the nearest class mean needs the means before the pass).
     """
     centred = features - stats.shift
-    stats.counts += torch.bincount(labels, minlength=stats.counts.shape[0])
-    stats.sums.index_add_(0, labels, centred)
-    # Q += XcᵀXc: one GEMM, never a B×d×d stack of outer products
-    stats.scatter.addmm_(centred.T, centred)
+    out = replace(
+        stats,
+        counts=stats.counts + torch.bincount(labels, minlength=stats.counts.shape[0]),
+        sums=stats.sums.index_add(0, labels, centred),
+        # Q + X̃ᵀX̃: one GEMM, never a B×d×d stack of outer products
+        scatter=torch.addmm(stats.scatter, centred.T, centred),
+    )
     if predictions is not None and class_means is not None:
-        _add_ncc(stats, centred, predictions, class_means)
+        out = _add_ncc(out, centred, predictions, class_means)
+    return out
 
 
-def _add_ncc(stats: _NCStats, centred: Tensor, predictions: Tensor, class_means: Tensor) -> None:
-    """Count the samples (h_i − c rows of ``centred``) whose prediction is not their nearest class mean."""
+def _add_ncc(stats: _NCStats, centred: Tensor, predictions: Tensor, class_means: Tensor) -> _NCStats:
+    """``stats`` plus the NCC count of a batch (rows h_i − c of ``centred``): samples whose prediction is
+    not their nearest class mean."""
     nearest = _nearest_class_mean(centred, class_means - stats.shift)
-    stats.ncc_mismatches += (nearest != predictions).sum().to(torch.float64)
-    stats.ncc_samples += float(centred.shape[0])
+    return replace(
+        stats,
+        ncc_mismatches=stats.ncc_mismatches + (nearest != predictions).sum().to(torch.float64),
+        ncc_samples=stats.ncc_samples + centred.shape[0],
+    )
 
 
 def _predict(features: Tensor, logits: Tensor | None, weight: Tensor | None, bias: Tensor | None) -> Tensor | None:
@@ -216,7 +224,8 @@ def _nc1(sigma_w: Tensor, centred_means: Tensor) -> float:
     keep = evals > rtol * lam_max
     v = evecs[:, keep]
     trace = ((sigma_w @ v) * v).sum(dim=0).div(evals[keep]).sum()
-    return float(trace) / k
+    # Σ_W is PSD: a negative trace is rounding around 0 (collapsed features)
+    return max(float(trace), 0.0) / k
 
 
 def _nc_compute(
@@ -421,7 +430,7 @@ def neural_collapse(
     stats = _NCStats.zeros(k, d, shift=first.mean(dim=0))
     for start in range(0, n, _CHUNK):
         chunk = first if start == 0 else features[start : start + _CHUNK].to(device=device, dtype=torch.float64)
-        _nc_update(stats, chunk, y[start : start + _CHUNK])
+        stats = _nc_update(stats, chunk, y[start : start + _CHUNK])
 
     if logits is not None or w64 is not None:
         # second pass: the nearest class mean needs the means of the whole set
@@ -431,7 +440,7 @@ def neural_collapse(
             chunk = features[start : start + _CHUNK].to(device=device, dtype=torch.float64)
             part = None if logits is None else logits[start : start + _CHUNK]
             pred = _predict(chunk, part, w64, b64)
-            _add_ncc(stats, chunk - stats.shift, pred, means)  # type: ignore[arg-type]
+            stats = _add_ncc(stats, chunk - stats.shift, pred, means)  # type: ignore[arg-type]
     return _nc_compute(stats, w64, b64, global_mean=global_mean, allow_missing_classes=allow_missing_classes)
 
 

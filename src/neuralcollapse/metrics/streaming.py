@@ -145,15 +145,12 @@ class NeuralCollapse(Metric):
 
     # ------------------------------------------------------------------ state helpers
     def _stats(self) -> _NCStats:
-        """The states as ``_NCStats`` (same tensors: in-place updates land in the states)."""
-        return _NCStats(
-            shift=self.shift,
-            counts=self.counts,
-            sums=self.sums,
-            scatter=self.scatter,
-            ncc_mismatches=self.ncc_mismatches,
-            ncc_samples=self.ncc_samples,
-        )
+        """The states as ``_NCStats``."""
+        return _NCStats(**{name: getattr(self, name) for name in _STATE_DTYPES})
+
+    def _store(self, stats: _NCStats) -> None:
+        for name in _STATE_DTYPES:
+            setattr(self, name, getattr(stats, name))
 
     def _init_shift(self, features: Tensor) -> None:
         """Fix c = this batch's mean; under DDP rank 0's value is broadcast to every rank (methods.md §9)."""
@@ -164,7 +161,7 @@ class NeuralCollapse(Metric):
             group = self.process_group
             src = 0 if group is None else dist.get_global_rank(group, 0)
             dist.broadcast(shift, src=src, group=group)
-        self.shift.copy_(shift)
+        self.shift = shift
         self._shift_ready = True
 
     def set_class_means(self, class_means: Tensor) -> NeuralCollapse:
@@ -222,13 +219,14 @@ class NeuralCollapse(Metric):
         if self.class_means is not None:
             lg = None if logits is None else logits.detach().to(device)
             predictions = _predict(x, lg, self.weight, self.bias)
-        _nc_update(
+        stats = _nc_update(
             self._stats(),
             x,
             labels.to(device=device, dtype=torch.int64),
             predictions=predictions,
             class_means=self.class_means,
         )
+        self._store(stats)
 
     def compute(self, weight: Tensor | None = None, bias: Tensor | None = None) -> dict[str, float]:
         """The metrics of everything seen (all processes); keys as :func:`neural_collapse`.
@@ -284,7 +282,7 @@ class NeuralCollapse(Metric):
         incoming = _NCStats(**{name: state[name].to(self.sums.device) for name in self._defaults})
         if not self._shift_ready and incoming_ready:
             # nothing accumulated here yet (all sums are zero): adopt the incoming shift as is
-            self.shift.copy_(incoming.shift)
+            self.shift = incoming.shift.clone()
             self._shift_ready = True
         merged = incoming.reshifted(self.shift)
         super().merge_state({name: getattr(merged, name) for name in self._defaults})

@@ -1,7 +1,7 @@
 """ASH: extremely simple activation shaping.
 
 Djurisic, Bozanic, Ashok & Liu, "Extremely Simple Activation Shaping for Out-of-Distribution Detection",
-ICLR 2023, Algorithms 1-3. With s1 = Σ_j a_j and k = D − round(D·p/100) (the k largest activations kept):
+ICLR 2023 (ASH-P, ASH-B, ASH-S). With s1 = Σ_j a_j and k = D − round(D·p/100) (the k largest activations kept):
 
 - ``"p"`` (ASH-P): prune — keep the top-k activations, zero the rest;
 - ``"b"`` (ASH-B): binarise — the top-k positions are set to s1/k, the rest to 0 (OpenOOD v1.5's choice);
@@ -35,7 +35,7 @@ DEFAULT_VARIANT = "b"
 
 
 def ash_features(features: Tensor, p: float = DEFAULT_P, variant: str = DEFAULT_VARIANT) -> Tensor:
-    """Shape activations with ASH-B/P/S (Djurisic et al., ICLR 2023, Algorithms 1-3), out of place.
+    """Shape activations with ASH-B/P/S (Djurisic et al., ICLR 2023), out of place.
 
     Args:
         features: (N, D) non-negative activations.

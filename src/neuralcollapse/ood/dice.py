@@ -1,6 +1,6 @@
 """Directed sparsification (DICE).
 
-Sun & Li, "DICE: Leveraging Sparsification for Out-of-Distribution Detection", ECCV 2022, Eqs. (2)-(4): the
+Sun & Li, "DICE: Leveraging Sparsification for Out-of-Distribution Detection", ECCV 2022: the
 contribution matrix V = m ⊙ W (v_kj = m_j·w_kj, m the mean training feature), the mask M = 1[V > thr] with
 thr the p-th percentile of all K·D entries of V (linear interpolation, ``np.percentile`` as OpenOOD), the
 sparsified layer W' = W ⊙ M, and the energy score s(f) = LSE(W'f + b).
@@ -27,7 +27,7 @@ DEFAULT_P = 90.0
 class DICE(Detector):
     """DICE: energy of a linear layer keeping only the weights with the largest mean contribution.
 
-    Formula (Sun & Li, ECCV 2022, Eq. 4): s(f) = LSE((W ⊙ 1[m ⊙ W > perc_p(m ⊙ W)]) f + b).
+    Formula (Sun & Li, ECCV 2022): s(f) = LSE((W ⊙ 1[m ⊙ W > perc_p(m ⊙ W)]) f + b).
 
     Args:
         p: sparsity in **percent** of the K·D weights dropped (the percentile of the contributions), in

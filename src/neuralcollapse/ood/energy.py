@@ -1,6 +1,6 @@
 """Energy score (OpenOOD: EBO).
 
-Liu, Wang, Owens & Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020, Eq. (1)/(5): the free
+Liu, Wang, Owens & Li, "Energy-based Out-of-distribution Detection", NeurIPS 2020: the free
 energy E(x) = −T·log Σ_k exp(z_k/T); the score is −E(x) = T·LSE(z/T).
 """
 
@@ -28,7 +28,7 @@ def _energy(logits: Tensor, temperature: float) -> Tensor:
 def energy_score(logits: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
     """Negative free energy T·LSE(z/T); higher = more in-distribution.
 
-    Formula (Liu et al., NeurIPS 2020, Eq. 5 negated): s_i = T · log Σ_k exp(z_ik / T).
+    Formula (Liu et al., NeurIPS 2020; the negated free energy): s_i = T · log Σ_k exp(z_ik / T).
 
     Args:
         logits: (N, K) logits, K >= 2 (half precision is computed in float32).

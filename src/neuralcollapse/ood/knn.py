@@ -1,6 +1,6 @@
 """Deep nearest neighbours (KNN).
 
-Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022, Eq. (2)-(3):
+Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022:
 features are L2-normalised, f̂ = f / max(‖f‖, 1e−12), and the score is the negative distance to the k-th
 nearest normalised training feature, s(f) = −‖f̂ − f̂_(k)‖. OpenOOD returns the negative **squared**
 distance (same ranking) and normalises with ``x / ‖x‖ + 1e−10`` — the 1e−10 added to every component, not
@@ -75,7 +75,7 @@ def _kth_sq_distance_torch(queries: Tensor, bank: Tensor, bank_sq: Tensor, k: in
 class KNN(Detector):
     """k-th nearest-neighbour distance in the normalised feature space.
 
-    Formula (Sun et al., ICML 2022, Eq. 3): s(f) = −‖f̂ − f̂_(k)‖ with f̂ = f/max(‖f‖, 1e−12) and f̂_(k) the
+    Formula (Sun et al., ICML 2022): s(f) = −‖f̂ − f̂_(k)‖ with f̂ = f/max(‖f‖, 1e−12) and f̂_(k) the
     k-th nearest normalised training feature (exact search).
 
     Args:

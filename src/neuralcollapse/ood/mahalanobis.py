@@ -19,21 +19,19 @@ from ._utils import SCATTER_CHUNK_ROWS, pinvh64, row_quadratic_form, scatter64
 from .base import Detector, Requires
 from .registry import register_detector
 
-__all__ = ["Mahalanobis", "class_gaussian", "min_class_distance"]
+__all__ = ["Mahalanobis", "class_gaussian", "class_statistics", "min_class_distance"]
 
 
-def class_gaussian(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Class means and the pseudo-inverse of the shared MLE covariance, both float64.
-
-    Only the classes present in ``labels`` are modelled.
+def class_statistics(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Classes present, their counts, class means and the within-class scatter, in float64.
 
     Args:
         features: (N, D) features.
         labels: (N,) class indices.
 
     Returns:
-        ``(classes (C,), means (C, D), precision (D, D))`` with Σ = (1/N) Σ_i (f_i − μ_{y_i})(f_i − μ_{y_i})ᵀ
-        and precision = Σ⁺.
+        ``(classes (C,), counts (C,), means (C, D), scatter (D, D))`` with
+        scatter = Σ_i (f_i − μ_{y_i})(f_i − μ_{y_i})ᵀ (explicitly centred, accumulated in row blocks).
 
     Raises:
         ValueError: fewer than two distinct classes in ``labels``.
@@ -48,10 +46,25 @@ def class_gaussian(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Te
     for start in range(0, n, SCATTER_CHUNK_ROWS):
         block = features[start : start + SCATTER_CHUNK_ROWS].to(torch.float64)
         sums.index_add_(0, inverse[start : start + SCATTER_CHUNK_ROWS], block)
-    means = sums / counts.to(torch.float64).unsqueeze(1)
-    covariance = scatter64(features, means, inverse) / n
-    precision = pinvh64(covariance)
-    return classes, means, precision
+    counts64 = counts.to(torch.float64)
+    means = sums / counts64.unsqueeze(1)
+    return classes, counts64, means, scatter64(features, means, inverse)
+
+
+def class_gaussian(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Class means and the pseudo-inverse of the shared MLE covariance, both float64.
+
+    Only the classes present in ``labels`` are modelled.
+
+    Returns:
+        ``(classes (C,), means (C, D), precision (D, D))`` with Σ = (1/N) Σ_i (f_i − μ_{y_i})(f_i − μ_{y_i})ᵀ
+        and precision = Σ⁺ (SciPy-``pinvh`` cut-off, as scikit-learn's ``EmpiricalCovariance``).
+
+    Raises:
+        ValueError: fewer than two distinct classes in ``labels``.
+    """
+    classes, _, means, scatter = class_statistics(features, labels)
+    return classes, means, pinvh64(scatter / features.shape[0])
 
 
 def min_class_distance(features: Tensor, means: Tensor, precision: Tensor) -> Tensor:

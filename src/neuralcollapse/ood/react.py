@@ -1,6 +1,6 @@
 """ReAct: rectified activations.
 
-Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified Activations", NeurIPS 2021, Eq. (1)-(2):
+Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified Activations", NeurIPS 2021:
 activations are clipped at c, the p-th percentile of all in-distribution activations (every entry of the
 N×D feature matrix, ``np.percentile`` with linear interpolation), and the score is the energy
 LSE(W·min(f, c) + b). OpenOOD v1.5 estimates c on the ID **validation** split; pass whichever split you
@@ -30,7 +30,7 @@ SWEEP_P = (85.0, 90.0, 95.0, 99.0)
 class ReAct(Detector):
     """ReAct detector: energy after clipping activations at an ID percentile.
 
-    Formula (Sun et al., NeurIPS 2021, Eq. 1-2): s(f) = LSE(W·min(f, c) + b), c = perc_p(ID activations).
+    Formula (Sun et al., NeurIPS 2021): s(f) = LSE(W·min(f, c) + b), c = perc_p(ID activations).
 
     Args:
         p: percentile in **percent**, in [0, 100]; default 90; sweep {85, 90, 95, 99}. A value in (0, 1)

@@ -1,7 +1,7 @@
 """Neural relation graph (Relation).
 
 Kim, Yun & Song, "Neural Relation Graph: A Unified Framework for Identifying Label Noise and Outlier Data",
-NeurIPS 2023, Eq. (1) and Sec. 4 (OOD), as in OpenOOD v1.5's ``relation_postprocessor`` (code from
+NeurIPS 2023 (the OOD score), as in OpenOOD v1.5's ``relation_postprocessor`` (code from
 snu-mllab/Neural-Relation-Graph): with f̂ = f/√(‖f‖² + 1e−10) and p = softmax(z),
 
     r_ij = max(f̂_iᵀ f̂_j, 0) · p_iᵀ p_j,     s_i = Σ_j 1[|r_ij| > 0.03] · sign(r_ij) · |r_ij|^pow

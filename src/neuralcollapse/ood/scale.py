@@ -1,7 +1,7 @@
 """SCALE: activation scaling without pruning.
 
 Xu, Chen, Franchi & Yao, "Scaling for Training Time and Post-hoc Out-of-distribution Detection
-Enhancement", ICLR 2024, Eq. (3): with s1 = Σ_j a_j, k = D − round(D·p/100) and s2 the sum of the k largest
+Enhancement", ICLR 2024: with s1 = Σ_j a_j, k = D − round(D·p/100) and s2 the sum of the k largest
 activations, the feature is rescaled — **not** pruned — as a' = a·exp(s1/s2); the score is the energy
 LSE(Wa' + b) (OpenOOD v1.5 ``ScaleNet``: on the pooled penultimate feature). OpenOOD writes the pruned
 feature into a view of the caller's tensor; here everything is out of place.
@@ -27,7 +27,7 @@ SWEEP_P = (65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
 
 
 def scale_features(features: Tensor, p: float = DEFAULT_P) -> Tensor:
-    """a' = a·exp(s1/s2) row-wise (Xu et al., ICLR 2024, Eq. 3), out of place.
+    """a' = a·exp(s1/s2) row-wise (Xu et al., ICLR 2024), out of place.
 
     Args:
         features: (N, D) non-negative activations.

@@ -1,7 +1,7 @@
 """Simplified Hopfield energy (SHE).
 
 Zhang, Fu, Chen, Du, Li, Wang, Liu, Han & Zhang, "Out-of-Distribution Detection based on In-Distribution
-Data Patterns Memorization with Modern Hopfield Energy", ICLR 2023, Eq. (5)-(7): the stored pattern of class
+Data Patterns Memorization with Modern Hopfield Energy", ICLR 2023: the stored pattern of class
 k is the mean feature S_k of the training samples with label = prediction = k; a test sample is scored by
 the inner product with the pattern of its predicted class, s(f) = ⟨f, S_ŷ⟩, ŷ = argmax z (OpenOOD v1.5
 ``she_postprocessor``, metric ``inner_product``).
@@ -47,7 +47,7 @@ def _class_sums(features: Tensor, labels: Tensor, mask: Tensor, num_classes: int
 class SHE(Detector):
     """SHE detector: similarity to the mean correctly-classified training feature of the predicted class.
 
-    Formula (Zhang et al., ICLR 2023, Eq. 7): s(f) = ⟨f, S_ŷ⟩, S_k = mean{f_i : y_i = argmax z_i = k}.
+    Formula (Zhang et al., ICLR 2023): s(f) = ⟨f, S_ŷ⟩, S_k = mean{f_i : y_i = argmax z_i = k}.
 
     Args:
         metric: ``"inner_product"`` (default), ``"euclidean"`` (−‖f − S_ŷ‖) or ``"cosine"``.

@@ -1,14 +1,14 @@
 """Virtual-logit matching (ViM).
 
-Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching", CVPR 2022, Eqs. (3)-(7):
+Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching", CVPR 2022:
 
 - origin o = −W⁺b (the point whose logits are all zero; W⁺ the Moore-Penrose pseudo-inverse);
 - C = (1/N) Σ_i (f_i − o)(f_i − o)ᵀ over the training features — **not** mean-centred (scikit-learn's
   ``EmpiricalCovariance(assume_centered=True)`` in the reference code);
 - R ∈ R^{D×(D−dim)}: eigenvectors of the D − dim smallest eigenvalues of C (``eigh`` in float64; the
   reference calls a general eigen-solver on this symmetric matrix);
-- α = mean_i max_k z_ik / mean_i ‖(f_i − o)R‖ on the training set (Eq. 6);
-- score s(f) = LSE(z) − α‖(f − o)R‖ with z = Wf + b (Eq. 7, the negated ViM score).
+- α = mean_i max_k z_ik / mean_i ‖(f_i − o)R‖ on the training set;
+- score s(f) = LSE(z) − α‖(f − o)R‖ with z = Wf + b (the negated ViM score).
 
 ``dim`` >= D raises: the residual space would be empty (OpenOOD then divides by zero, α = ∞ and NaN scores;
 pytorch-ood silently uses D/2).
@@ -46,7 +46,7 @@ def _residual_norm(features: Tensor, origin: Tensor, basis: Tensor) -> Tensor:
 class ViM(Detector):
     """ViM detector: energy minus the scaled norm of the feature's residual outside the principal space.
 
-    Formula (Wang et al., CVPR 2022, Eq. 7): s(f) = LSE(Wf + b) − α‖(f − o)R‖, with o = −W⁺b, R spanning the
+    Formula (Wang et al., CVPR 2022): s(f) = LSE(Wf + b) − α‖(f − o)R‖, with o = −W⁺b, R spanning the
     eigenvectors of the D − dim smallest eigenvalues of the uncentred second-moment matrix of f − o, and
     α = mean max-logit / mean residual norm on the training features.
 

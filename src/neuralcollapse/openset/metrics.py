@@ -2,7 +2,7 @@
 
 Known-ness scores follow the package convention, **higher = more "known"** (e.g. MSP or max logit).
 
-OSCR (Dhamija, Günther & Boult, "Reducing Network Agnostophobia", NeurIPS 2018, Sec. 4): a sample is
+OSCR (Dhamija, Günther & Boult, "Reducing Network Agnostophobia", NeurIPS 2018): a sample is
 accepted as known iff its score s >= τ; the correct classification rate CCR(τ) = #{known, correctly
 classified, s >= τ}/n_known is plotted against the false positive rate FPR(τ) = #{unknown, s >= τ}/n_unknown
 and the area under that curve is the OSCR. Two tie conventions:

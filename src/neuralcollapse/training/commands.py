@@ -116,7 +116,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--long-tail-ratio", dest="long_tail_ratio", type=float, default=S, help="imbalance ratio ρ")
     data.add_argument("--class-balanced", dest="class_balanced", action="store_true", default=S)
     data.add_argument("--val-fraction", dest="val_fraction", type=float, default=S)
-    data.add_argument("--train-subset", dest="train_subset", type=int, default=S, help="train on n samples (smoke runs)")
+    data.add_argument("--train-subset", dest="train_subset", type=int, default=S,
+                      help="train on a seeded subset of n samples (smoke runs)")
     data.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=S)
     data.add_argument("--mixup-alpha", dest="mixup_alpha", type=float, default=S)
 

@@ -28,12 +28,12 @@ __all__ = [
     "SOFT_TARGET_ALPHA",
     "SOFT_TARGET_MODES",
     "TrainConfig",
+    "build_gamma_schedule",
+    "build_margin_schedule",
     "config_diff",
     "load_config",
     "merge_settings",
     "save_config",
-    "build_gamma_schedule",
-    "build_margin_schedule",
     "set_term_weight",
     "validate_config",
 ]
@@ -215,7 +215,7 @@ class TrainConfig:
         return SOFT_TARGET_ALPHA.get(self.soft_targets, 0.0)
 
     def run_name(self) -> str:
-        """Default run-folder name: ``<recipe[-variant]>-s<seed>`` or ``<dataset>-<model>-<objective or loss>-s<seed>``."""
+        """Default run-folder name: ``<recipe[-variant]>-s<seed>``, else ``<dataset>-<model>-<objective>-s<seed>``."""
         if self.name:
             return self.name
         if self.recipe:
@@ -556,23 +556,36 @@ def build_margin_schedule(spec: str | Mapping[str, Any], term: str = "arcface") 
     raise TypeError(f"`margin_schedule` must be a preset name or a mapping; got {spec!r}")
 
 
-def check_head_provides(head: str, terms: Iterable[str]) -> None:
-    """Raise when a loss term needs a head output field (``LossTerm.needs``) that ``head`` does not provide.
-
-    Which fields a head provides is found by probing each registered head once on a tiny input (d = K = 4),
-    so this never drifts from the heads themselves. The message names the heads that do provide the field.
-    """
+def term_needs(term: str) -> tuple[str, ...]:
+    """The ``HeadOutput`` fields a loss term needs: its ``LossTerm.needs``, plus ``cosines`` for a term that
+    reads ``prototypes`` — such losses (NTCE, NONL, NormFace, ArcFace, CosFace, DL2PA alignment,
+    dot-regression) shape unit class prototypes, so the head's logits must be the cosines against them (a
+    linear head's raw W rows would train one geometry and predict with another)."""
     from ..losses import TERMS
 
+    needs = tuple(getattr(TERMS.get(term), "needs", ("logits",)))
+    if "prototypes" in needs and "cosines" not in needs:
+        needs = (*needs, "cosines")
+    return needs
+
+
+def check_head_provides(head: str, terms: Iterable[str]) -> None:
+    """Raise when a loss term needs a head output field (:func:`term_needs`) that ``head`` does not provide.
+
+    Which fields a head provides is found by probing each registered head once on a tiny input (d = 8, K = 4),
+    so this never drifts from the heads themselves. The message names the heads that do provide the fields.
+    """
     provided = head_fields(head)
     for term in terms:
-        needs = tuple(getattr(TERMS.get(term), "needs", ("logits",)))
+        needs = term_needs(term)
         missing = [f for f in needs if f not in provided]
         if missing:
             working = [h for h, f in all_head_fields().items() if all(m in f for m in needs)]
+            what = ("cosine logits against unit class prototypes" if "cosines" in missing
+                    else "the head output field(s) " + ", ".join(missing))
             raise ValueError(
-                f"loss term {term!r} needs the head output field(s) {', '.join(missing)}, which head {head!r} "
-                f"does not provide; heads that work with {term!r}: {', '.join(working) or 'none'}"
+                f"loss term {term!r} needs {what} (HeadOutput.{', HeadOutput.'.join(missing)}), which head "
+                f"{head!r} does not provide; heads that work with {term!r}: {', '.join(working) or 'none'}"
             )
 
 

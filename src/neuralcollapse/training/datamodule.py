@@ -93,7 +93,7 @@ def data_info(splits: Any, extras: dict[str, Any]) -> DataInfo:
         image_size=[int(s) for s in splits.image_size],
         mean=[float(m) for m in splits.mean],
         std=[float(s) for s in splits.std],
-        train_size=int(len(splits.train_y)),
+        train_size=len(splits.train_y),
         class_names=list(splits.class_names),
         known_classes=list(extras.get("known_classes") or []),
     )
@@ -151,7 +151,7 @@ class CollapseDataModule(L.LightningDataModule):
             loader = self._balanced_loader(x, y)
         else:
             # A final batch of one sample would break batch normalisation; drop it only then.
-            rank, world = self._world()
+            _, world = self._world()
             per_rank = -(-len(y) // world)
             drop_last = per_rank % cfg.batch_size == 1
             loader = self._loader(x, y, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.seed)

@@ -165,7 +165,7 @@ def evaluate_checkpoint(
         "model": config.model,
         "head": config.head,
         "loss": config.loss,
-        "closed_set": {"accuracy": float((pred == test["labels"]).float().mean()), "samples": int(len(pred))},
+        "closed_set": {"accuracy": float((pred == test["labels"]).float().mean()), "samples": len(pred)},
     }
     evaluated: dict[str, tuple[Representations, Tensor]] = {"id": (test, splits.test_x)}
     for name in ood:

@@ -134,12 +134,12 @@ class CollapseModule(L.LightningModule):
     def _build_augment(cfg: TrainConfig) -> Any:
         if not cfg.augment and cfg.mixup_alpha == 0:
             return None
-        from ..data.augment import BatchAugment  # noqa: I001
+        from ..data.augment import BatchAugment
 
         kwargs: dict[str, Any] = {"mixup_alpha": cfg.mixup_alpha, "seed": cfg.seed}
         if cfg.augment:
-            kwargs.update(crop_padding=cfg.crop_padding, pad_mode=cfg.pad_mode, flip=cfg.flip,
-                          random_resized_crop=None if cfg.random_resized_crop is None else tuple(cfg.random_resized_crop))
+            rrc = None if cfg.random_resized_crop is None else tuple(cfg.random_resized_crop)
+            kwargs.update(crop_padding=cfg.crop_padding, pad_mode=cfg.pad_mode, flip=cfg.flip, random_resized_crop=rrc)
         else:
             kwargs.update(crop_padding=0, flip=False, random_resized_crop=None)
         return BatchAugment(**kwargs)
@@ -234,7 +234,7 @@ class CollapseModule(L.LightningModule):
         # are identical whether or not the run was resumed before it.
         seed = derive_seed(self.config.seed, epoch, rank)
         torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
+        np.random.seed(seed % 2**32)  # noqa: NPY002 - user code and third-party transforms read the global RNG
         random.seed(seed)
         if self.augment is not None:
             self.augment.generator.manual_seed(derive_seed(self.config.seed, epoch, rank, 1))
@@ -287,7 +287,10 @@ class CollapseModule(L.LightningModule):
         out = out.detach()
         head = self.net.head
         if hasattr(head, "update_representatives"):
-            head.update_representatives(out.features, y)
+            # DL2PA: momentum representatives from this step's features (mixup: the mixed features with y_a,
+            # weighted by λ, as the reference); per-class sums all-reduced under DDP.
+            lam = 1.0 if mix is None else mix[1]
+            head.update_representatives(out.features, y, lam=lam, all_reduce=self.trainer.world_size > 1)
         with torch.no_grad():
             if self.monitor is not None:
                 _, extra = self.monitor(out, y, **self._context())
@@ -302,16 +305,11 @@ class CollapseModule(L.LightningModule):
         return {"loss": total.detach(), "output": out, "target": y, "index": idx}
 
     def _augment(self, x: Tensor, y: Tensor) -> tuple[Tensor, tuple[Tensor, float] | None]:
-        result = self.augment(x, y) if self.config.mixup_alpha > 0 else self.augment(x)
-        if isinstance(result, tuple):
-            if len(result) == 4:  # (x, y_a, y_b, lam)
-                xm, _, y_b, lam = result
-                return xm, (y_b, float(lam))
-            if len(result) == 3:  # (x, y_b, lam)
-                xm, y_b, lam = result
-                return xm, (y_b, float(lam))
-            return result[0], None
-        return result, None
+        """Crop/flip on the device; with mixup also (partner labels, λ) for λ·L(y) + (1 − λ)·L(y_b)."""
+        if self.config.mixup_alpha > 0:
+            mixed, _, y_b, lam = self.augment(x, y)
+            return mixed, (y_b, float(lam))
+        return self.augment(x), None
 
     def finalize_train_epoch(self) -> dict[str, float]:
         """Reduce the training averages of the current epoch into the epoch record (idempotent)."""
@@ -363,18 +361,16 @@ class CollapseModule(L.LightningModule):
             with self.trainer.precision_plugin.forward_context():
                 out = self(x)
             metric.update(out.features.float(), y, out.logits.float())
-            acc = (out.logits.argmax(dim=1) == y).to(torch.float64).mean()
-            avg.add({"train_clean/acc": acc}, int(y.shape[0]))
+            values = self._eval_values("train_clean", out, y)
+            avg.add(values, int(y.shape[0]))
             if out.prototypes is not None:
                 self._last_prototypes = out.prototypes.detach().float()
         self._record.update(avg.compute(self._reduce_sum))
         if self.nc_epoch():
             self._nc_metric("test").set_class_means(metric.means().to(torch.float32))
 
-    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        x, y, _ = batch
-        stage = self.eval_stages[dataloader_idx] if dataloader_idx < len(self.eval_stages) else f"eval{dataloader_idx}"
-        out = self(x)
+    def _eval_values(self, stage: str, out: HeadOutput, y: Tensor) -> dict[str, Tensor]:
+        """Loss parts, total and accuracy of an eval-mode batch, keyed ``<stage>/<name>``."""
         total, parts = self.objective(out, y, **self._context())
         if self.monitor is not None:
             _, extra = self.monitor(out, y, **self._context())
@@ -382,6 +378,13 @@ class CollapseModule(L.LightningModule):
         values = {f"{stage}/{k}": v for k, v in parts.items()}
         values[f"{stage}/loss"] = total
         values[f"{stage}/acc"] = (out.logits.argmax(dim=1) == y).to(torch.float64).mean()
+        return values
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y, _ = batch
+        stage = self.eval_stages[dataloader_idx] if dataloader_idx < len(self.eval_stages) else f"eval{dataloader_idx}"
+        out = self(x)
+        values = self._eval_values(stage, out, y)
         if self.trainer.sanity_checking:
             return
         self._eval_avg.setdefault(stage, _Averages()).add(values, int(y.shape[0]))
@@ -416,7 +419,7 @@ class CollapseModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state: dict[str, Any] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": np.random.get_state(),  # noqa: NPY002 - the global RNG is what user code draws from
             "python": random.getstate(),
         }
         if torch.cuda.is_available():
@@ -428,7 +431,7 @@ class CollapseModule(L.LightningModule):
         if not state:
             return
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        np.random.set_state(state["numpy"])  # noqa: NPY002
         random.setstate(state["python"])
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..losses import TERMS, Objective, parse_objective
-from .config import TrainConfig, head_fields
+from .config import TrainConfig, head_fields, term_needs
 
 __all__ = ["DataInfo", "build_monitor", "build_network", "build_objective", "feature_dim"]
 
@@ -128,7 +128,7 @@ def build_monitor(config: TrainConfig, terms: Sequence[str] | None = None) -> Ob
     chosen = []
     for name in config.monitor_terms if terms is None else terms:
         key = TERMS.resolve(name)
-        needs = tuple(getattr(TERMS.get(key), "needs", ("logits",)))
+        needs = term_needs(key)
         if key not in in_loss and key not in chosen and all(f in provided for f in needs):
             chosen.append(key)
     return Objective([(n, 0.0) for n in chosen]) if chosen else None

@@ -69,8 +69,12 @@ def lr_factor(config: TrainConfig, progress: float, *, base_lr: float | None = N
 
 
 def classifier_parameters(head: nn.Module) -> list[nn.Parameter]:
-    """The trainable parameters of a head's final classifier (its ``classifier`` sub-module when it has one,
-    else the head's own ``weight``/``bias`` parameters). Empty for fixed (non-trainable) classifiers."""
+    """The trainable parameters of a head's final classifier: ``head.classifier_parameters()`` when the head
+    defines it (LPC), else its ``classifier`` sub-module, else the head's own ``weight``/``bias`` parameters.
+    Empty for fixed (non-trainable) classifiers."""
+    own = getattr(head, "classifier_parameters", None)
+    if callable(own):
+        return [p for p in own() if isinstance(p, nn.Parameter) and p.requires_grad]
     sub = getattr(head, "classifier", None)
     if isinstance(sub, nn.Module):
         return [p for p in sub.parameters() if p.requires_grad]

@@ -68,9 +68,11 @@ OBJECTIVES: dict[str, ObjectivePreset] = {
                 "once per epoch (Saadabadi et al. 2024)", head="prototypes", head_kwargs={}, loss="proto_align",
                 loss_kwargs={}, reassign_every=1),
         _preset("hpn", "HPN: fixed hyperspherical prototypes with a fixed label assignment (Mettes et al. 2019)",
-                head="prototypes", head_kwargs={}, loss="proto_align", loss_kwargs={}, reassign_every=0),
-        _preset("etf", "fixed simplex-ETF classifier + dot-regression (Yang et al. 2022)", head="etf",
-                head_kwargs={}, loss="dot_regression", loss_kwargs={}),
+                head="prototypes", head_kwargs={"method": "hpn"}, loss="proto_align", loss_kwargs={},
+                reassign_every=0),
+        _preset("etf", "fixed simplex-ETF classifier + dot-regression on normalise(BN(h)) (Yang et al. 2022)",
+                head="etf", head_kwargs={"batch_norm": True, "normalize": True}, loss="dot_regression",
+                loss_kwargs={}),
     )
 }
 

@@ -176,6 +176,7 @@ def plot_metrics(rows: Sequence[Mapping[str, float]], folder: str | os.PathLike)
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,7 @@ def plot_metrics(rows: Sequence[Mapping[str, float]], folder: str | os.PathLike)
         if xs:
             ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=key)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
@@ -216,6 +218,7 @@ def plot_metrics(rows: Sequence[Mapping[str, float]], folder: str | os.PathLike)
             ax.set_yscale("log")
             ax.set_title(metric)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -243,10 +246,15 @@ def progress_bar() -> Callback:
     """Lightning's rich progress bar when ``rich`` imports, else its default TQDM bar."""
     try:
         import rich  # noqa: F401
-
         from lightning.pytorch.callbacks import RichProgressBar
 
-        return RichProgressBar(leave=False)
+        class _Bar(RichProgressBar):
+            def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+                metrics = super().get_metrics(trainer, pl_module)
+                metrics.pop("v_num", None)  # the TensorBoard version string, not a metric
+                return metrics
+
+        return _Bar(leave=False)
     except ImportError:  # pragma: no cover - rich is a declared dependency of the train extra
         from lightning.pytorch.callbacks import TQDMProgressBar
 
