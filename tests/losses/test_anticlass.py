@@ -264,3 +264,45 @@ def test_class_matrix_state_dict_and_bad_input():
         cm.update(torch.zeros(1, 3), torch.tensor([1.0]))
     with pytest.raises(ValueError, match="`num_classes` must be >= 2"):
         AnticlassClassMatrix(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DDP: two gloo processes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        g = torch.Generator().manual_seed(11)
+        z = torch.randn(8, 3, generator=g)
+        y = torch.tensor([0, 1, 2, 0, 1, 0, 2, 1])
+        idx = torch.arange(8)
+        mine = slice(4 * rank, 4 * rank + 4)
+        cm = AnticlassClassMatrix(3, all_reduce=True)
+        cm.update(z[mine], y[mine])
+        mem = AnticlassMemory(8, 3, all_gather=True)
+        mem.update(idx[mine], z[mine])
+        torch.save({"matrix": cm.finalize_epoch(), "memory": mem.probs.clone()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_process_all_reduce_and_all_gather(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(8, 3, generator=g)
+    y = torch.tensor([0, 1, 2, 0, 1, 0, 2, 1])
+    single = AnticlassClassMatrix(3)
+    single.update(z, y)
+    expected = single.finalize_epoch()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(got["matrix"], expected)
+        torch.testing.assert_close(got["memory"], torch.softmax(-z, 1))  # every rank saw all 8 samples

@@ -326,6 +326,18 @@ def test_weighted_fused_equals_unfused(reduction, w_ce, w_occe, monkeypatch):
     torch.testing.assert_close(g2, g_ref, rtol=1e-10, atol=1e-14)
 
 
+def test_weighted_fused_without_gradient():
+    z, y = _data(5, 4)
+    with torch.no_grad():
+        total, ce, oc = weighted_ce_occe(z.clone().requires_grad_(True), y, 1.0, 0.5)
+    assert not total.requires_grad
+    torch.testing.assert_close(total, cross_entropy(z, y) + 0.5 * occe(z, y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ce, cross_entropy(z, y), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(oc, occe(z, y), rtol=1e-12, atol=1e-12)
+    total, _, _ = weighted_ce_occe(z, y, 1.0, 0.5)  # input without requires_grad
+    assert not total.requires_grad
+
+
 def test_fused_float32_spatial_and_double_backward_pass():
     z, y = _data(4, 7, dtype=torch.float32)
     z = z.reshape(2, 2, 7).movedim(2, 1).contiguous()  # (N=2, K=7, d1=2)
@@ -341,6 +353,10 @@ def test_fused_float32_spatial_and_double_backward_pass():
     z2 = z.clone().requires_grad_(True)
     (F.cross_entropy(z2, y) + 2 * occe(z2, y)).backward()
     torch.testing.assert_close(g1, z2.grad)
+    z3 = z.clone().requires_grad_(True)
+    total, _, _ = weighted_ce_occe(z3, y, 1.0, 2.0)
+    total.backward()
+    torch.testing.assert_close(z3.grad, z2.grad)
 
 
 def test_fused_all_ignored_and_errors():

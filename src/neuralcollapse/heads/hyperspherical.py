@@ -114,14 +114,14 @@ class HypersphericalPrototypeHead(Head):
             bank = optimize_prototypes(self.num_classes, self.dim, steps, seed=seed, method=method)
         else:
             check_matrix(prototypes, "prototypes", rows=self.num_classes, cols=self.dim)
-            bank = unit_rows(prototypes.detach().to(torch.float32)).clone()
+            bank = unit_rows(prototypes.detach().cpu().double()).to(torch.get_default_dtype())
             if bool((bank.norm(dim=1) == 0).any()):
                 raise ValueError("`prototypes` must not contain zero rows (a prototype needs a direction)")
         self.projection = nn.Linear(self.in_features, self.dim) if projection else None
         self.bn = nn.BatchNorm1d(self.dim) if batch_norm else None
-        self.register_buffer("prototype_bank", bank.cpu())
+        self.register_buffer("prototype_bank", bank)
         self.register_buffer("assignment", torch.arange(self.num_classes, dtype=torch.int64))
-        self.register_buffer("representatives", bank.cpu().clone())
+        self.register_buffer("representatives", bank.clone())
         self.register_parameter("bias", None)
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -273,15 +273,18 @@ class _FusedCEOCCE(torch.autograd.Function):
 FUSED_BLOCK_BYTES = 1 << 19
 
 
-def _weighted_gradient(z: Tensor, target: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _weighted_gradient(
+    z: Tensor, target: Tensor, a: Tensor, b: Tensor, *, need_grad: bool = True
+) -> tuple[Tensor | None, Tensor, Tensor]:
     """G = a·(p − e_y) + b·(ȳ − q) for (M, 1) row factors a, b, built block by block; also max p, max q (M,).
 
-    Working on row blocks keeps p, q and −z of a block in cache, so z is read once and G written once.
+    Working on row blocks keeps p, q and −z of a block in cache, so z is read once and G written once. With
+    ``need_grad=False`` (no gradient requested) only the maxima are computed and G is None.
     """
     m, num_classes = z.shape
     # Blocks pay off on CPU caches; an accelerator gets the whole batch in one block.
     rows = max(1, FUSED_BLOCK_BYTES // (num_classes * z.element_size())) if z.device.type == "cpu" else m
-    grad = torch.empty_like(z)
+    grad = torch.empty_like(z) if need_grad else None
     p_max, q_max = z.new_empty(m), z.new_empty(m)
     c = b / (num_classes - 1)
     d = -(a + c)
@@ -292,6 +295,8 @@ def _weighted_gradient(z: Tensor, target: Tensor, a: Tensor, b: Tensor) -> tuple
         q = torch.softmax(z_block.neg(), dim=1)
         torch.amax(p, dim=1, out=p_max[block])
         torch.amax(q, dim=1, out=q_max[block])
+        if grad is None:
+            continue
         g = torch.addcmul(c[block], p, a[block], out=grad[block])
         g.addcmul_(q, b[block], value=-1.0).scatter_add_(1, target[block].unsqueeze(1), d[block])
     return grad, p_max, q_max
@@ -311,7 +316,7 @@ class _WeightedCEOCCE(torch.autograd.Function):
         stats = _row_statistics(z, target)
         a = (w_ce * row_weight).unsqueeze(1)
         b = (w_occe * row_weight).unsqueeze(1)
-        grad, p_max, q_max = _weighted_gradient(z, target, a, b)
+        grad, p_max, q_max = _weighted_gradient(z, target, a, b, need_grad=ctx.needs_input_grad[0])
         ce_rows, occe_rows = _row_values(stats, p_max, q_max, z.shape[1])
         ce, oc = (ce_rows * row_weight).sum(), (occe_rows * row_weight).sum()
         ctx.save_for_backward(z, target, a, b)
@@ -322,11 +327,11 @@ class _WeightedCEOCCE(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_total: Tensor, _grad_ce: Tensor, _grad_occe: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.gradient is not None:
-            grad, ctx.gradient = ctx.gradient, None  # scaled in place; a second backward rebuilds it
-        else:
+        grad: Tensor | None = ctx.gradient
+        ctx.gradient = None  # scaled in place below; a second backward rebuilds it
+        if grad is None:
             z, target, a, b = ctx.saved_tensors
-            grad = _weighted_gradient(z, target, a, b)[0]
+            grad = cast(Tensor, _weighted_gradient(z, target, a, b)[0])
         return grad.mul_(grad_total), None, None, None, None
 
 

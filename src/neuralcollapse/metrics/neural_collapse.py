@@ -443,8 +443,3 @@ def neural_collapse(
             stats = _add_ncc(stats, chunk - stats.shift, pred, means)  # type: ignore[arg-type]
     return _nc_compute(stats, w64, b64, global_mean=global_mean, allow_missing_classes=allow_missing_classes)
 
-
-# `metrics/__init__.py` star-imports this module and then reads `neural_collapse.__all__`, but the star
-# import has already rebound that name to this function; mirror the list so the package imports.
-# TODO(lead): read the module's list via sys.modules in metrics/__init__.py and drop this line.
-neural_collapse.__all__ = __all__  # type: ignore[attr-defined]

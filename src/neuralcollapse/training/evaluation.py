@@ -200,23 +200,19 @@ def evaluate_checkpoint(
 def _open_set_report(known: Representations, unknown: Representations, known_classes: Sequence[int]) -> dict:
     from .. import openset
 
+    from ..heads import dual_head_scores
+
     labels = known["labels"]
     scores: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     z_k, z_u = known["logits"], unknown["logits"]
     p_k, p_u = z_k.softmax(dim=1), z_u.softmax(dim=1)
-    scores["msp"] = (p_k.max(dim=1).values, p_u.max(dim=1).values, p_k.argmax(dim=1))
+    scores["msp"] = (p_k.max(dim=1).values, p_u.max(dim=1).values, z_k.argmax(dim=1))
     if "anti_logits" in known:
-        # Dual head (OCCE paper §3.3): OCCE-head probabilities softmax(−z̄); combined softmax(z) − q/max q.
-        a_k, a_u = known["anti_logits"], unknown["anti_logits"]
-        o_k, o_u = (-a_k).softmax(dim=1), (-a_u).softmax(dim=1)
-        scores["occe_head"] = (o_k.max(dim=1).values, o_u.max(dim=1).values, o_k.argmax(dim=1))
-
-        def combined(p: Tensor, a: Tensor) -> Tensor:
-            q = a.softmax(dim=1)
-            return p - q / q.max(dim=1, keepdim=True).values
-
-        c_k, c_u = combined(p_k, a_k), combined(p_u, a_u)
-        scores["combined"] = (c_k.max(dim=1).values, c_u.max(dim=1).values, c_k.argmax(dim=1))
+        # Dual head (OCCE paper §3.3, methods.md §2.5): the OCCE head and the combined read-out as well.
+        for kind, name in (("occe", "occe_head"), ("combined", "combined")):
+            pred_k, s_k = dual_head_scores(z_k, known["anti_logits"], kind)
+            _, s_u = dual_head_scores(z_u, unknown["anti_logits"], kind)
+            scores[name] = (s_k, s_u, pred_k)
     report: dict[str, Any] = {"known_classes": list(known_classes)}
     for name, (s_k, s_u, pred) in scores.items():
         correct = pred == labels
