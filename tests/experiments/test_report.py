@@ -19,7 +19,8 @@ def _fake_run(folder, objective, seed, acc, nc1, ood):
         "osr": {"error": 10.0, "oscr": 70.0 + seed, "auroc": 80.0},
     }
     (folder / "analysis.json").write_text(json.dumps(analysis))
-    rows = ["epoch,train/loss,test/acc,train_nc/nc1"] + [f"{e},{1 / e},{acc * e / 3},{nc1 * (4 - e)}" for e in (1, 2, 3)]
+    rows = ["epoch,train/loss,test/acc,train_nc/nc1"]
+    rows += [f"{e},{1 / e},{acc * e / 3},{nc1 * (4 - e)}" for e in (1, 2, 3)]
     (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
     rng = np.random.default_rng(seed)
     np.savez(folder / "analysis_arrays.npz", target_logits=rng.normal(5, 1, 50),

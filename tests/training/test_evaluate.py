@@ -30,7 +30,7 @@ def _msp(module, x):
 
 def test_evaluate_report_matches_independent_computation(osr_run):
     from neuralcollapse import data
-    from neuralcollapse.data.splits import open_set_split, ood_pair
+    from neuralcollapse.data.splits import ood_pair, open_set_split
     from neuralcollapse.training.evaluation import _load_module, evaluate_checkpoint
 
     report = evaluate_checkpoint(osr_run.run_dir, ood=["gaussian"], osr=True,

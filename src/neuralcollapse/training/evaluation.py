@@ -165,7 +165,7 @@ def evaluate_checkpoint(
         "model": config.model,
         "head": config.head,
         "loss": config.loss,
-        "closed_set": {"accuracy": float((pred == test["labels"]).float().mean()), "samples": len(pred)},
+        "closed_set": {"accuracy": float((pred == test["labels"]).double().mean()), "samples": len(pred)},
     }
     evaluated: dict[str, tuple[Representations, Tensor]] = {"id": (test, splits.test_x)}
     for name in ood:
@@ -199,7 +199,6 @@ def evaluate_checkpoint(
 
 def _open_set_report(known: Representations, unknown: Representations, known_classes: Sequence[int]) -> dict:
     from .. import openset
-
     from ..heads import dual_head_scores
 
     labels = known["labels"]
