@@ -60,6 +60,7 @@ def test_scores_match_numpy_reference_and_combined_range(seed, n, k, magnitude):
     ref = _reference(z, zbar)
     zt, zbt = torch.tensor(z), torch.tensor(zbar)
     probs = dual_head_probabilities(zt, zbt)
+    assert np.array_equal(zt.numpy(), z) and np.array_equal(zbt.numpy(), zbar)  # inputs unchanged
     for kind, key in (("ce", "ce_probs"), ("occe", "occe_probs"), ("combined", "combined")):
         pred, score = dual_head_scores(zt, zbt, kind)
         np.testing.assert_array_equal(pred.numpy(), [r[0] for r in ref[kind]])

@@ -94,6 +94,11 @@ def test_batch_norm_variant_and_hpn_prototypes():
     assert head.bn is not None and head.bias is None
 
 
+def test_dim_inferred_from_given_prototypes():
+    head = HypersphericalPrototypeHead(6, 4, prototypes=torch.eye(4)[:, :3] + 0.1)
+    assert head.dim == 3 and head.projection is not None and head(torch.randn(2, 6)).features.shape == (2, 3)
+
+
 def test_given_prototypes_are_not_modified():
     bank = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
     before = bank.clone()
@@ -106,7 +111,7 @@ def test_given_prototypes_are_not_modified():
     ("kwargs", "match"),
     [
         ({"prototypes": torch.eye(4)[:3]}, r"`prototypes` must have 4 rows"),
-        ({"prototypes": torch.ones(4, 2)}, r"`prototypes` must have 3 columns"),
+        ({"prototypes": torch.ones(4, 2), "dim": 3}, r"`prototypes` must have 3 columns"),
         ({"prototypes": torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]])}, r"zero rows"),
         ({"prototypes": torch.full((4, 3), float("nan"))}, r"`prototypes` contains 12 NaN"),
         ({"scale": 0.0}, r"`scale` must be > 0"),

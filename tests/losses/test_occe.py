@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import neuralcollapse as nc
 from neuralcollapse.losses import OCCELoss, RCELoss, ce_occe, cross_entropy, occe, rce, weighted_ce_occe
 from neuralcollapse.losses._terms import create_term
+from neuralcollapse.losses.occe import OFFICIAL_EPS
 from neuralcollapse.output import HeadOutput
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ def test_k2_equals_cross_entropy(n, seed, scale):
 
 def test_official_eps_form_is_bit_compatible_and_close_to_exact():
     z, y = _data(16, 10, dtype=torch.float32)
-    assert torch.equal(occe(z, y, eps=1e-7), official_occe(z, y))
+    assert torch.equal(occe(z, y, eps=OFFICIAL_EPS), official_occe(z, y))
     # unit-scale logits: the +1e-7 shifts the value by < 1e-6 (methods.md §2.3)
     z, y = _data(16, 10, scale=1.0)
     assert abs(occe(z, y, eps=1e-7).item() - occe(z, y).item()) < 1e-6
@@ -238,7 +239,7 @@ def test_bf16_autocast_finite():
     lin = torch.nn.Linear(8, 6)
     x = torch.randn(5, 8, generator=g)
     y = torch.randint(0, 6, (5,), generator=g)
-    for fn in (occe, rce, lambda z, t: sum(ce_occe(z, t))):
+    for fn in (occe, rce, lambda z, t: sum(ce_occe(z, t)), lambda z, t: weighted_ce_occe(z, t, 1.0, 0.5)[0]):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = lin(x)
             assert logits.dtype == torch.bfloat16
@@ -264,6 +265,11 @@ def test_large_logits_exact_and_finite():
     (ce + oc).backward()
     assert torch.isfinite(zf.grad).all()
     assert oc.item() == pytest.approx(ref, rel=1e-5)
+    zw = z.clone().requires_grad_(True)
+    total, _, oc_w = weighted_ce_occe(zw, y, 1.0, 1.0)
+    total.backward()
+    assert torch.isfinite(zw.grad).all() and oc_w.item() == pytest.approx(ref, rel=1e-5)
+    torch.testing.assert_close(zw.grad, zf.grad, atol=1e-7, rtol=0)
 
 
 def test_inputs_not_modified():

@@ -98,3 +98,23 @@ def test_mixup_and_long_tail_and_osr(tmp_path):
     ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     info = ckpt["hyper_parameters"]["data_info"]
     assert info["num_classes"] == 6 and len(info["known_classes"]) == 6
+
+
+def test_margin_ramp_adafocal_and_class_balanced_batches(tmp_path):
+    from neuralcollapse.schedules import MarginSchedule
+
+    arc = _run(tmp_path, "arcface", margin_schedule="lpc-arcface")
+    expected = MarginSchedule.from_preset("lpc-arcface")(2)
+    assert arc.metrics["margin/arcface/scale"] == pytest.approx(expected.scale)
+    assert arc.metrics["margin/arcface/margin"] == pytest.approx(expected.margin)
+
+    ada = _run(tmp_path, "adafocal", epochs=2)
+    assert "adafocal/gamma_mean" in ada.metrics and ada.metrics["adafocal/gamma_mean"] != 1.0  # γ_init = 1
+    ckpt = torch.load(ada.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    gammas = next(v for k, v in ckpt["state_dict"].items() if k.endswith("adafocal.state.gammas"))
+    assert float(gammas.mean()) == pytest.approx(ada.metrics["adafocal/gamma_mean"])
+    assert ckpt["hyper_parameters"]["data_info"]["train_size"] < 1347  # 10 % held out for the γ updates
+
+    bal = _run(tmp_path, "ntce", epochs=1, class_balanced=True, batch_size=60, warmup_epochs=0.5,
+               warmup_start_lr=0.01)
+    assert bal.metrics["test/acc"] > 0.3

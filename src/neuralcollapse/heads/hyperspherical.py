@@ -45,8 +45,8 @@ class HypersphericalPrototypeHead(Head):
     Args:
         in_features: width of the backbone features.
         num_classes: number of classes K (≥ 2).
-        dim: prototype dimension d (default ``in_features``).
-        prototypes: (K, d) fixed prototypes (rows normalised here); default
+        dim: prototype dimension d (default: the width of ``prototypes`` when given, else ``in_features``).
+        prototypes: (K, d) fixed prototypes (rows normalised in float64, stored in the default dtype); default
             ``optimize_prototypes(K, d, steps, seed=seed, method=method)``.
         projection: add the linear ``in_features → dim`` (default: only when they differ; ``True`` forces it).
         batch_norm: apply ``BatchNorm1d(dim)`` before normalising (long-tail variant; default False).
@@ -98,6 +98,8 @@ class HypersphericalPrototypeHead(Head):
         method: str = "auto",
     ) -> None:
         super().__init__(in_features, num_classes)
+        if dim is None and isinstance(prototypes, Tensor) and prototypes.ndim == 2:
+            dim = int(prototypes.shape[1])  # the given prototypes fix the metric space
         self.dim = self.in_features if dim is None else check_int(dim, "dim", minimum=1)
         if projection is None:
             projection = self.dim != self.in_features
