@@ -118,3 +118,20 @@ def test_margin_ramp_adafocal_and_class_balanced_batches(tmp_path):
     bal = _run(tmp_path, "ntce", epochs=1, class_balanced=True, batch_size=60, warmup_epochs=0.5,
                warmup_start_lr=0.01)
     assert bal.metrics["test/acc"] > 0.3
+
+
+def test_run_folder_collisions(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from neuralcollapse.cli import main
+    from neuralcollapse.training.runner import RUN_DIR_ENV
+
+    monkeypatch.chdir(tmp_path)
+    cfg = TrainConfig(epochs=1, progress=False, plots=False, tensorboard=False, nc_every=0,
+                      model_kwargs={"hidden": [16]})
+    first, second = fit(cfg), fit(cfg)
+    assert first.run_dir == Path("runs/digits-mlp-ce+occe-s0")
+    assert second.run_dir == Path("runs/digits-mlp-ce+occe-s0-2")
+    assert RUN_DIR_ENV not in __import__("os").environ
+    assert main(["train", "--out", str(first.run_dir), "--epochs", "1", "--no-progress"]) == 2
+    assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err

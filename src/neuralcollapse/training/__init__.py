@@ -18,6 +18,9 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    # per-epoch schedules (defined in neuralcollapse.schedules; re-exported for the training API)
+    "GammaSchedule": "..schedules",
+    "MarginSchedule": "..schedules",
     # config, presets, recipes (no Lightning)
     "TrainConfig": "config",
     "validate_config": "config",
@@ -62,7 +65,11 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        target = _EXPORTS[name]
+        module = importlib.import_module(target, __name__) if target.startswith(".") else importlib.import_module(
+            f"{__name__}.{target}"
+        )
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'neuralcollapse.training' has no attribute {name!r}")

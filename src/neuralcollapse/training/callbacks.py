@@ -277,6 +277,7 @@ class AdaFocalCallback(Callback):
         pl_module.train(was_training)
         c, ok = torch.cat(conf), torch.cat(correct)
         if trainer.world_size > 1:
-            c, ok = pl_module.all_gather(c).flatten(0, 1), pl_module.all_gather(ok).flatten(0, 1)
+            c = pl_module.all_gather(c).flatten(0, 1)
+            ok = pl_module.all_gather(ok.to(torch.uint8)).flatten(0, 1).bool()  # NCCL gathers no bool tensors
         state.update(c, ok)
         _record(pl_module, {"adafocal/gamma_mean": float(state.gammas.mean())})

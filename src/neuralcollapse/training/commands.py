@@ -292,9 +292,8 @@ def _error(command: str, err: BaseException) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..data.base import DatasetNotFoundError
-    from .checkpoint import CorruptCheckpointError
-
+    # User errors (bad settings, missing data, corrupt checkpoints — CorruptCheckpointError is a ValueError,
+    # DataUnavailableError a FileNotFoundError) print one clear line; anything else is a bug and keeps its traceback.
     try:
         config, resume = build_train_config(args)
     except (ValueError, TypeError, FileNotFoundError) as err:
@@ -308,11 +307,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     try:
         result = fit(config, resume=resume)
-    except (CorruptCheckpointError, DatasetNotFoundError, FileExistsError) as err:
-        return _error("train", err)
-    except FileNotFoundError as err:
-        return _error("train", err)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error("train", err)
     if _is_rank_zero():
         print_run_summary(result)
@@ -388,9 +383,6 @@ def print_run_summary(result: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from ..data.base import DatasetNotFoundError
-    from .checkpoint import CorruptCheckpointError
-
     try:
         from .evaluation import evaluate_checkpoint, print_evaluation
 
@@ -398,7 +390,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             args.checkpoint, ood=args.ood, osr=args.osr, detectors=args.detectors, data_dir=args.data_dir,
             download=args.download, batch_size=args.batch_size, device=args.device, out=args.out,
         )
-    except (ValueError, TypeError, FileNotFoundError, CorruptCheckpointError, DatasetNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("evaluate", err)
     print_evaluation(report)
     return 0

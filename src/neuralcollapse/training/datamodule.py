@@ -21,9 +21,6 @@ from .network import DataInfo
 
 __all__ = ["CollapseDataModule", "DataUnavailableError", "load_data"]
 
-#: CIFAR-10 statistics the official OCCE code also uses for CIFAR-100 (methods.md §2.7, defect 2).
-OFFICIAL_OCCE_MEAN = (0.4914, 0.4822, 0.4465)
-OFFICIAL_OCCE_STD = (0.2023, 0.1994, 0.2010)
 #: Fixed seed of the evaluation loaders' order (shuffled so that no batch holds a single class).
 EVAL_ORDER_SEED = 1234
 
@@ -43,8 +40,14 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     from ..data.base import DatasetNotFoundError
     from ..data.splits import open_set_split, stratified_split
 
+    options = {}
+    if config.official_normalization:
+        # The official OCCE code normalises CIFAR-100 with CIFAR-10's constants (methods.md §2.7, defect 2).
+        if ncdata.DATASETS.resolve(config.dataset) not in ("cifar10", "cifar100"):
+            raise ValueError(f"`official_normalization` applies to CIFAR-10/100 only; got dataset {config.dataset!r}")
+        options["official_normalization"] = True
     try:
-        splits = ncdata.create(config.dataset, root=config.data_dir, download=config.download)
+        splits = ncdata.create(config.dataset, root=config.data_dir, download=config.download, **options)
     except DatasetNotFoundError as err:
         where = f" (looked in --data-dir {config.data_dir})" if config.data_dir else ""
         raise DataUnavailableError(
@@ -53,10 +56,6 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
             + (f" (recipe {config.recipe!r})" if config.recipe else "")
         ) from None
     extras: dict[str, Any] = {"known_classes": [], "holdout": None}
-    if config.official_normalization and splits.name == "cifar100":
-        from dataclasses import replace
-
-        splits = replace(splits, mean=OFFICIAL_OCCE_MEAN, std=OFFICIAL_OCCE_STD)
     if config.osr_known is not None:
         if config.osr_known >= splits.num_classes:
             raise ValueError(

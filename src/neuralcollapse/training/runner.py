@@ -264,8 +264,6 @@ def fit(
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
         load_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
-    if not _is_worker():
-        os.environ[RUN_DIR_ENV] = str(run_dir)
     config = config.replace(out=str(run_dir))
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = CollapseDataModule(config)
@@ -277,7 +275,17 @@ def fit(
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
-    with quiet_lightning():
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    previous = os.environ.get(RUN_DIR_ENV)
+    if not _is_worker():
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers launched by Lightning inherit the folder
+    try:
+        with quiet_lightning():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    finally:
+        if not _is_worker():
+            if previous is None:
+                os.environ.pop(RUN_DIR_ENV, None)
+            else:
+                os.environ[RUN_DIR_ENV] = previous
     history = read_metrics(run_dir)
     return RunResult(run_dir, config, dict(history[-1]) if history else {}, history)
