@@ -22,6 +22,7 @@ __all__ = [
     "as_tensor",
     "check_choice",
     "check_finite",
+    "check_int",
     "check_labels",
     "check_logits_target",
     "check_matrix",
@@ -187,6 +188,15 @@ def check_logits_target(
         )
     check_labels(target, target_name, num_classes=num_classes, ignore_index=ignore_index)
     return num_classes
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """An integer (not a bool; NumPy integers accepted) ≥ ``minimum``; returned as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
+    return int(value)
 
 
 def check_positive(value: Any, name: str, *, strict: bool = True, allow_inf: bool = False) -> float:

@@ -117,9 +117,9 @@ def test_sampler_input_checks():
         ValueError, match=r"`classes_per_batch` must be <= the number of classes present \(3\)"
     ):
         ClassBalancedBatchSampler(y, 4, 1)
-    with pytest.raises(ValueError, match="`classes_per_batch` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`classes_per_batch` must be >= 1"):
         ClassBalancedBatchSampler(y, 0, 1)
-    with pytest.raises(ValueError, match="`samples_per_class` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`samples_per_class` must be >= 1"):
         ClassBalancedBatchSampler(y, 2, 0)
     with pytest.raises(ValueError, match=r"`rank` must be in \[0, world_size=2\)"):
         ClassBalancedBatchSampler(y, 2, 1, world_size=2, rank=2)
@@ -198,9 +198,9 @@ def test_loader_input_checks():
     x = torch.zeros(4, 2)
     with pytest.raises(ValueError, match="`x` and `y` must have the same length"):
         TensorBatchLoader(x, torch.zeros(3), 2)
-    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
         TensorBatchLoader(x, torch.zeros(4), 0)
-    with pytest.raises(ValueError, match="`world_size` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`world_size` must be >= 1"):
         TensorBatchLoader(x, torch.zeros(4), 2, world_size=0)
     with pytest.raises(TypeError, match="`batch_sampler` must be iterable"):
         TensorBatchLoader(x, torch.zeros(4), 2, batch_sampler=3)

@@ -62,9 +62,9 @@ def test_missing_class_and_unfitted_use_raise():
     with pytest.raises(ValueError, match=r"class\(es\) \[2\] have no sample"):
         ClassMeanPrototypes(2, 3).fit(Z, Y)
     model = ClassMeanPrototypes(2, 2).partial_fit(Z[:2], Y[:2])
-    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have no sample"):
+    with pytest.raises(ValueError, match=r"not fitted: class\(es\) \[1\] have no sample"):
         model(Z)
-    with pytest.raises(ValueError, match=r"have no sample"):
+    with pytest.raises(ValueError, match=r"not fitted: class\(es\) \[0, 1\] have no sample"):
         ClassMeanPrototypes(2, 2).weight
 
 

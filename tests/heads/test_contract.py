@@ -127,3 +127,14 @@ def test_gradients_reach_learnable_parameters(name):
     assert params
     assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in params)
     assert h.grad is not None and torch.isfinite(h.grad).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", heads.names())
+def test_cuda_outputs_follow_the_input_device(name):
+    head = _build(name).cuda().eval()
+    out = head(_features().cuda())
+    assert out.logits.is_cuda and out.features.is_cuda and head.weight.is_cuda
+    if name == "prototypes":
+        head.update_representatives(out.features, torch.arange(N, device="cuda") % K)
+        assert head.reassign() >= 0 and head.assignment.is_cuda

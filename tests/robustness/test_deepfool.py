@@ -191,11 +191,11 @@ def test_margin_gradient_norm_affine_closed_form():
 def test_bad_input():
     lin = _linear(3, 4)
     x = torch.randn(2, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="`num_candidates` must be an int >= 2"):
+    with pytest.raises(ValueError, match="`num_candidates` must be >= 2"):
         deepfool(lin, x, num_candidates=1)
-    with pytest.raises(ValueError, match="`max_iter` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`max_iter` must be >= 1"):
         deepfool(lin, x, max_iter=0)
-    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1"):
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1"):
         deepfool(lin, x, batch_size=0)
     with pytest.raises(ValueError, match="`overshoot` must be >= 0"):
         deepfool(lin, x, overshoot=-0.1)

@@ -17,20 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import as_tensor, check_tensor
+from .._validation import as_tensor, check_int, check_tensor
 
 __all__ = ["ClassBalancedBatchSampler", "TensorBatchLoader"]
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
 
 def _check_rank(rank: Any, world_size: Any) -> tuple[int, int]:
-    world_size = _check_int(world_size, "world_size", 1)
-    rank = _check_int(rank, "rank", 0)
+    world_size = check_int(world_size, "world_size", minimum=1)
+    rank = check_int(rank, "rank", minimum=0)
     if rank >= world_size:
         raise ValueError(f"`rank` must be in [0, world_size={world_size}); got {rank}")
     return rank, world_size
@@ -95,8 +90,8 @@ class ClassBalancedBatchSampler:
         y = as_tensor(labels, "labels")
         check_tensor(y, "labels", ndim=1, integer=True)
         y_np = y.detach().cpu().numpy().astype(np.int64)
-        self.classes_per_batch = _check_int(classes_per_batch, "classes_per_batch", 1)
-        self.samples_per_class = _check_int(samples_per_class, "samples_per_class", 1)
+        self.classes_per_batch = check_int(classes_per_batch, "classes_per_batch", minimum=1)
+        self.samples_per_class = check_int(samples_per_class, "samples_per_class", minimum=1)
         self.rank, self.world_size = _check_rank(rank, world_size)
         self.seed = int(seed)
         self.epoch = 0
@@ -258,7 +253,7 @@ class TensorBatchLoader:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"`x` and `y` must have the same length; got {x.shape[0]} and {y.shape[0]}")
         self.x, self.y = x, y
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)

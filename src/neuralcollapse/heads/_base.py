@@ -12,13 +12,12 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._registry import Registry
-from .._validation import check_matrix
+from .._validation import check_int, check_matrix
 from ..output import HeadOutput
 
 __all__ = ["HEADS", "Head", "create", "names"]
@@ -54,14 +53,6 @@ def names() -> list[str]:
     """Canonical names of the registered heads (sorted)."""
     return HEADS.names()
 
-
-def check_int(value: Any, name: str, *, minimum: int) -> int:
-    """An integer (not a bool) ≥ ``minimum``; return it as ``int``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return int(value)
 
 
 @contextlib.contextmanager

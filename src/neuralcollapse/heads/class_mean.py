@@ -97,7 +97,7 @@ class ClassMeanPrototypes(Head):
             ValueError: some class has no sample (the message lists them), or bad input.
         """
         self.reset().partial_fit(features, labels)
-        self._check_complete()
+        self._check_complete(in_fit=True)
         return self
 
     @torch.no_grad()
@@ -109,15 +109,19 @@ class ClassMeanPrototypes(Head):
         dist.all_reduce(self.class_counts)
         return self
 
-    def _check_complete(self) -> None:
+    def _check_complete(self, *, in_fit: bool = False) -> None:
         missing = torch.nonzero(self.class_counts == 0).flatten().tolist()
-        if missing:
-            shown = missing[:20]
-            more = f" (+{len(missing) - 20} more)" if len(missing) > 20 else ""
+        if not missing:
+            return
+        shown = f"{missing[:20]}{f' (+{len(missing) - 20} more)' if len(missing) > 20 else ''}"
+        if in_fit:
             raise ValueError(
-                f"`labels` must contain every class to build class-mean prototypes; class(es) {shown}{more} "
-                f"have no sample. Fit on the full training set (call fit/partial_fit first)"
+                f"`labels` must contain every class to build class-mean prototypes; class(es) {shown} have no sample"
             )
+        raise ValueError(
+            f"ClassMeanPrototypes is not fitted: class(es) {shown} have no sample. Call fit(features, labels), or "
+            f"partial_fit over the training set, first (a post-hoc head, not trained by gradient descent)"
+        )
 
     @property
     def is_fitted(self) -> bool:

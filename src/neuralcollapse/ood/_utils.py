@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import data_checks_enabled, warn_percentile_fraction
+from .._validation import check_int, data_checks_enabled, warn_percentile_fraction
 
 __all__ = [
     "SCATTER_CHUNK_ROWS",
@@ -30,14 +30,6 @@ __all__ = [
 #: rows per block when accumulating float64 scatter matrices (bounds the float64 copy to ~chunk x D)
 SCATTER_CHUNK_ROWS = 8192
 
-
-def check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """An ``int`` (not bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return int(value)
 
 
 def check_percentile(value: object, name: str, *, upper_open: bool = False) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._validation import check_tensor
+from .._validation import check_int, check_tensor
 
 __all__ = [
     "OSR_PROTOCOLS",
@@ -80,13 +80,6 @@ class OSRSplit:
         _check_partition(self.known, self.unknown, self.num_classes)
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return int(value)
-
 
 def _check_partition(known: Sequence[int], unknown: Sequence[int], num_classes: int) -> None:
     if not known:
@@ -120,11 +113,11 @@ def random_class_split(num_classes: int, num_known: int, seed: int) -> ClassSpli
         >>> len(known), len(unknown), sorted(known + unknown) == list(range(10))
         (4, 6, True)
     """
-    n = _check_int(num_classes, "num_classes", 2)
-    k = _check_int(num_known, "num_known", 1)
+    n = check_int(num_classes, "num_classes", minimum=2)
+    k = check_int(num_known, "num_known", minimum=1)
     if k >= n:
         raise ValueError(f"`num_known` must be < `num_classes` ({n}); got {k}")
-    s = _check_int(seed, "seed", 0)
+    s = check_int(seed, "seed", minimum=0)
     perm = np.random.default_rng(s).permutation(n)
     return ClassSplit(sorted(int(c) for c in perm[:k]), sorted(int(c) for c in perm[k:]))
 

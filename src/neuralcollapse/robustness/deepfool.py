@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_labels, check_positive, check_tensor
+from .._validation import check_int, check_labels, check_positive, check_tensor
 from ._model import eval_frozen, model_device, output_logits
 
 __all__ = [
@@ -66,11 +66,6 @@ class DeepFoolResult:
     adv_pred: Tensor
     perturbed: Tensor | None = None
 
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 def _deepfool_batch(
@@ -185,9 +180,9 @@ def deepfool(
         (1.0201, True, 1)
     """
     check_tensor(inputs, "inputs", min_ndim=2, floating=True, finite=True)
-    _check_int(num_candidates, "num_candidates", 2)
-    _check_int(max_iter, "max_iter", 1)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(num_candidates, "num_candidates", minimum=2)
+    check_int(max_iter, "max_iter", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
     check_positive(overshoot, "overshoot", strict=False)
     device = model_device(model) or inputs.device
     parts: list[tuple[Tensor, ...]] = []
@@ -287,7 +282,7 @@ def margin_gradient_norm(
         1.414214
     """
     check_tensor(inputs, "inputs", min_ndim=2, floating=True, finite=True)
-    _check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     if labels is not None:
         check_labels(labels, "labels", length=inputs.shape[0])
     device = model_device(model) or inputs.device
