@@ -9,8 +9,10 @@
    ``DataLoader`` (CUDA: 4 workers, pinned memory; CPU: in-process). Same model, optimiser and precision for
    both (CUDA: bf16 autocast + channels-last). Target on a GPU: ≥ 3× at batch 128; on a CPU the model
    dominates and the ratio is reported only.
-2. **GeometryMonitor overhead**: wall time of a Lightning epoch (training + validation) with the monitor
-   streaming NC metrics from the validation pass vs without; target ≤ 1.02×.
+2. **GeometryMonitor overhead**: the time spent inside the monitor (its hooks and forward hook, timed
+   directly) relative to a Lightning epoch (training + validation) without it — target ≤ 1.02× — and, for
+   reference, the end-to-end wall time with vs without (best of interleaved repeats; noisy on a shared
+   machine). Not measured by the quick mode's tiny epochs (fixed costs dominate): reported only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ NUM_CLASSES = 100
 EPOCH_IMAGES = {"quick": 256, "cpu": 512, "cuda": 20480}
 #: Warm-up batches before timing.
 WARMUP_BATCHES = 1
+#: Timed repetitions (interleaved; the best of each is reported).
+REPEATS = 3
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
 
 
@@ -183,7 +187,7 @@ class _TimedMonitor:
 
 
 def _monitor_cost(device: torch.device, quick: bool) -> tuple[float, float, float]:
-    """(median epoch seconds without the monitor, with it, median seconds spent inside the monitor)."""
+    """(best epoch seconds without the monitor, with it, best seconds spent inside the monitor)."""
     import lightning as L
 
     from ..training.runner import quiet_lightning
@@ -231,16 +235,16 @@ def _monitor_cost(device: torch.device, quick: bool) -> tuple[float, float, floa
             _sync(device)
         return time.perf_counter() - start, (type(monitor).seconds if monitor is not None else 0.0)
 
-    epoch(False)  # warm-up (imports, allocator)
-    repeats = 3
+    epoch(False)  # warm-up: imports, allocator, the metric's first construction
+    epoch(True)
     plain, monitored, inside = [], [], []
-    for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
+    for _ in range(REPEATS):  # interleaved, so drifts in machine load hit both alike
         plain.append(epoch(False)[0])
         total, spent = epoch(True)
         monitored.append(total)
         inside.append(spent)
-    mid = repeats // 2
-    return sorted(plain)[mid], sorted(monitored)[mid], sorted(inside)[mid]
+    # Best of the repeats: the least-disturbed measurement of each (other processes only ever add time).
+    return min(plain), min(monitored), min(inside)
 
 
 def run(quick: bool = False) -> list[BenchRow]:
@@ -251,8 +255,10 @@ def run(quick: bool = False) -> list[BenchRow]:
     if cuda and quick:
         n = EPOCH_IMAGES["cuda"] // 4
     x, y = _synthetic(n)
-    ours = _epoch_ours(x, y, device, channels_last=cuda, amp=cuda)
-    base = _epoch_baseline(x, y, device, channels_last=cuda, amp=cuda)
+    ours, base = 0.0, 0.0
+    for _ in range(1 if quick else 2):  # interleaved rounds, best of each
+        ours = max(ours, _epoch_ours(x, y, device, channels_last=cuda, amp=cuda))
+        base = max(base, _epoch_baseline(x, y, device, channels_last=cuda, amp=cuda))
     setting = f"ResNet-18, 32x32, batch {BATCH}, {n} images, {'bf16 + channels-last' if cuda else 'fp32'}, {device}"
     rows = [
         ratio_row(GROUP, "epoch throughput: batched device aug vs per-image CPU transforms", ours, base,
@@ -266,5 +272,5 @@ def run(quick: bool = False) -> list[BenchRow]:
                           + f"train + validation epoch ({'ResNet-18' if cuda else 'ConvNet'}, K = {NUM_CLASSES}); "
                           "monitor hooks timed directly"))
     rows.append(ratio_row(GROUP, "GeometryMonitor epoch wall time (with / without)", monitored, plain, unit="s",
-                          note="end to end, median of 3 interleaved repeats (noisy on a shared machine)"))
+                          note=f"end to end, best of {REPEATS} interleaved repeats (noisy on a shared machine)"))
     return rows

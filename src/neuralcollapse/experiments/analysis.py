@@ -70,7 +70,8 @@ def analyze_run(
     from .. import metrics
     from ..robustness import deepfool, deepfool_summary
     from ..training.datamodule import load_data
-    from ..training.evaluation import extract, load_module
+    from ..training.evaluation import _load_module as load_module
+    from ..training.evaluation import extract
 
     run = Path(run_dir)
     module, config, epoch = load_module(run / "checkpoints" / "last.ckpt", device)

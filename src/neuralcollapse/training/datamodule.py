@@ -158,13 +158,26 @@ class CollapseDataModule(L.LightningDataModule):
         self._train_loader = loader
         return loader
 
+    def _balanced_shape(self) -> tuple[int, int]:
+        """(classes per batch C, samples per class m) of the class-balanced sampler (C·m ≈ ``batch_size``)."""
+        cfg = self.config
+        k = self.load().num_classes
+        per_batch = cfg.classes_per_batch or min(k, cfg.batch_size)
+        return per_batch, cfg.samples_per_class or max(1, cfg.batch_size // per_batch)
+
+    @property
+    def batch_size_per_rank(self) -> int:
+        """Samples per training batch on each rank (C·m with the class-balanced sampler)."""
+        if self.config.class_balanced:
+            c, m = self._balanced_shape()
+            return c * m
+        return self.config.batch_size
+
     def _balanced_loader(self, x: Tensor, y: Tensor) -> Any:
         from ..data.samplers import ClassBalancedBatchSampler, TensorBatchLoader
 
         cfg = self.config
-        k = self.info.num_classes if self.info else int(y.max()) + 1
-        per_batch = cfg.classes_per_batch or min(k, cfg.batch_size)
-        per_class = cfg.samples_per_class or max(1, cfg.batch_size // per_batch)
+        per_batch, per_class = self._balanced_shape()
         rank, world = self._world()
         sampler = ClassBalancedBatchSampler(y, per_batch, per_class, world_size=world, rank=rank, seed=cfg.seed)
         return TensorBatchLoader(x, y, batch_sampler=sampler)

@@ -90,10 +90,13 @@ class CollapseModule(L.LightningModule):
             (``anticlass_target`` from :class:`~neuralcollapse.training.callbacks.AnticlassSelfDistillation`).
 
     Example:
+        >>> import torch
         >>> from neuralcollapse.training import CollapseModule, TrainConfig
         >>> info = dict(dataset="digits", num_classes=10, in_channels=1, image_size=[8, 8], mean=[0.3],
         ...             std=[0.4], train_size=1000)
-        >>> module = CollapseModule(TrainConfig(), info)  # doctest: +SKIP
+        >>> module = CollapseModule(TrainConfig(model_kwargs={"hidden": [32]}), info)
+        >>> module(torch.zeros(4, 1, 8, 8, dtype=torch.uint8)).logits.shape
+        torch.Size([4, 10])
     """
 
     def __init__(self, config: TrainConfig | Mapping[str, Any], data_info: DataInfo | Mapping[str, Any]) -> None:
@@ -160,7 +163,10 @@ class CollapseModule(L.LightningModule):
         return self.net.head
 
     def configure_optimizers(self) -> Any:
-        world_batch = self.config.batch_size * max(1, self.trainer.world_size if self._trainer else 1)
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        per_rank = dm.batch_size_per_rank if dm is not None and hasattr(dm, "batch_size_per_rank") else None
+        world = self.trainer.world_size if self._trainer is not None else 1
+        world_batch = (per_rank or self.config.batch_size) * max(1, world)
         lr = effective_lr(self.config, world_batch)
         optimizers = [build_optimizer(self.config, self.net, head=self.net.head, lr=lr)]
         if self.use_cot:
