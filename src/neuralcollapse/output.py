@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["HeadOutput"]
+__all__ = ["HeadOutput", "logits_of"]
 
 
 @dataclass
@@ -58,3 +59,40 @@ class HeadOutput:
             elif f.name == "extras":
                 kwargs[f.name] = {k: (t.detach() if isinstance(t, Tensor) else t) for k, t in v.items()}
         return replace(self, **kwargs)
+
+
+def logits_of(output: Any, name: str = "model output") -> Tensor:
+    """The logits in whatever a model returns, for tools that accept any classifier (robustness, Jacobian rank).
+
+    Accepted: a tensor (the logits themselves), a :class:`HeadOutput` (or anything with a tensor ``.logits``),
+    or a mapping with a ``"logits"`` key (or ``"x_output"``, the LPC reference's name).
+
+    Args:
+        output: the model's return value.
+        name: how the error message calls ``output`` (default ``"model output"``).
+
+    Returns:
+        The logits tensor, as is (no copy).
+
+    Raises:
+        TypeError: no logits tensor can be found in ``output``.
+
+    Example:
+        >>> import torch
+        >>> z = torch.zeros(2, 3)
+        >>> logits_of({"logits": z}) is z and logits_of(HeadOutput(logits=z, features=z)) is z
+        True
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, Mapping):
+        for key in ("logits", "x_output"):
+            if isinstance(output.get(key), Tensor):
+                return output[key]
+    raise TypeError(
+        f"{name} must be a logits tensor, a HeadOutput or a mapping with a 'logits' entry; "
+        f"got {type(output).__name__} (wrap the model so that it returns the logits)"
+    )

@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from neuralcollapse.cli import main  # noqa: E402
-from neuralcollapse.experiments.compare import CompareSettings, run_compare  # noqa: E402
+from neuralcollapse.cli import main
+from neuralcollapse.experiments.compare import CompareSettings, run_compare
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ from neuralcollapse.losses import (
     occe,
 )
 
+from ._reference import softmax_np
+
 
 def _instance_ref(prev, y, alpha):
     """Eq. 9 with the true-class entry of q̃ zeroed and renormalised, float64 loop."""
@@ -27,11 +29,6 @@ def _instance_ref(prev, y, alpha):
             ybar = 0.0 if j == y[i] else 1.0 / (k - 1)
             out[i, j] = (1 - alpha) * ybar + alpha * qt[j]
     return out
-
-
-def _softmax_np(v):
-    e = np.exp(v - v.max())
-    return e / e.sum()
 
 
 def _assert_one_cold(t, y):
@@ -136,7 +133,7 @@ def test_memory_epoch_zero_uniform_then_previous_epoch():
     mem.update(idx, z)
     assert not mem.probs.requires_grad
     t1 = mem.targets(idx, y, alpha=0.3)
-    prev = np.stack([_softmax_np(-row) for row in z.detach().double().numpy()])
+    prev = np.stack([softmax_np(-row) for row in z.detach().double().numpy()])
     np.testing.assert_allclose(t1.numpy(), _instance_ref(prev, y.numpy(), 0.3), rtol=1e-6, atol=1e-7)
     # untouched samples still uniform; state round-trips
     torch.testing.assert_close(mem.probs[0], torch.full((4,), 0.25))
@@ -195,7 +192,7 @@ def test_memory_bad_input():
 def _class_matrix_ref(z, y, k, previous):
     out = previous.copy()
     for c in range(k):
-        rows = [_softmax_np(-z[i]) for i in range(len(y)) if y[i] == c]
+        rows = [softmax_np(-z[i]) for i in range(len(y)) if y[i] == c]
         if rows:
             m = np.mean(rows, axis=0)
             m[c] = 0.0

@@ -2,9 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
-from hypothesis import strategies as st
 
 from neuralcollapse.losses._common import prepare_logits_target, reduce_loss
+
+from ._reference import CE_PROBLEM, ce_problem
 
 
 def _nll(logits, target, **kw):
@@ -17,22 +18,11 @@ def _nll(logits, target, **kw):
                        batch_shape=shape)
 
 
-@given(
-    n=st.integers(1, 5),
-    k=st.integers(2, 5),
-    spatial=st.sampled_from([(), (3,), (2, 2)]),
-    reduction=st.sampled_from(["mean", "sum", "none"]),
-    use_weight=st.booleans(),
-    ignore=st.booleans(),
-    seed=st.integers(0, 1000),
-)
+@given(**CE_PROBLEM)
 def test_reduction_matches_cross_entropy(n, k, spatial, reduction, use_weight, ignore, seed):
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(n, k, *spatial, generator=g, dtype=torch.float64)
-    target = torch.randint(0, k, (n, *spatial), generator=g)
+    logits, target, weight = ce_problem(n, k, spatial, use_weight, seed)
     if ignore:
         target.view(-1)[0] = -100
-    weight = torch.rand(k, generator=g, dtype=torch.float64) + 0.1 if use_weight else None
     ours = _nll(logits, target, weight=weight, reduction=reduction)
     if ignore and reduction == "mean" and bool((target == -100).all()):
         assert float(ours) == 0.0  # documented: no NaN when everything is ignored

@@ -19,26 +19,18 @@ from neuralcollapse.losses import (
 )
 from neuralcollapse.output import HeadOutput
 
-
-def _data(n=6, k=5, seed=0, dtype=torch.float64, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, k, generator=g, dtype=dtype), torch.randint(0, k, (n,), generator=g)
-
-
-def _softmax_np(v):
-    e = np.exp(v - v.max())
-    return e / e.sum()
+from ._reference import assert_bf16_autocast_finite, logits_batch, softmax_np
 
 
 def _nl_all_ref(z, y):
-    return np.array([-sum(math.log(1 - _softmax_np(zi)[k]) for k in range(len(zi)) if k != yi) for zi, yi in zip(z, y)])
+    return np.array([-sum(math.log(1 - softmax_np(zi)[k]) for k in range(len(zi)) if k != yi) for zi, yi in zip(z, y)])
 
 
 def _complement_entropy_ref(z, y):
     """C_i = −Σ_{j≠y} P_ij log P_ij with P_ij = p_ij / (1 − p_iy) (Chen et al., ICLR 2019, Eq. 2)."""
     out = np.zeros(len(y))
     for i, (zi, yi) in enumerate(zip(z, y)):
-        p = _softmax_np(zi)
+        p = softmax_np(zi)
         for j in range(len(zi)):
             if j != yi:
                 pij = p[j] / (1 - p[yi])
@@ -64,7 +56,7 @@ def official_cce(inputs, targets):
 
 
 def test_nl_all_matches_reference():
-    z, y = _data()
+    z, y = logits_batch()
     ref = _nl_all_ref(z.numpy(), y.numpy())
     np.testing.assert_allclose(negative_learning(z, y, reduction="none").numpy(), ref, rtol=1e-12)
     assert NegativeLearningLoss()(z, y).item() == pytest.approx(ref.mean(), rel=1e-12)
@@ -76,7 +68,7 @@ def test_nl_all_matches_reference():
 
 
 def test_nl_random_draws_a_complementary_label():
-    z, y = _data(8, 5)
+    z, y = logits_batch(8, 5)
     g = torch.Generator().manual_seed(7)
     per = negative_learning(z, y, mode="random", generator=g, reduction="none")
     shift = torch.randint(1, 5, (8,), generator=torch.Generator().manual_seed(7))
@@ -96,7 +88,7 @@ def test_nl_random_draws_a_complementary_label():
 
 
 def test_nl_term_is_ce_plus_nl_and_exact_at_saturation():
-    z, y = _data()
+    z, y = logits_batch()
     out = HeadOutput(logits=z, features=z)
     expected = cross_entropy(z, y) + negative_learning(z, y)
     assert create_term("nl")(out, y).item() == pytest.approx(expected.item(), rel=1e-12)
@@ -116,7 +108,7 @@ def test_nl_term_is_ce_plus_nl_and_exact_at_saturation():
 
 @pytest.mark.parametrize("k", [2, 3, 7])
 def test_complement_entropy_matches_reference(k):
-    z, y = _data(6, k)
+    z, y = logits_batch(6, k)
     ref = _complement_entropy_ref(z.numpy(), y.numpy())
     np.testing.assert_allclose(complement_entropy(z, y, reduction="none").numpy(), -ref / k, rtol=1e-10, atol=1e-13)
     assert complement_entropy(z, y).item() == pytest.approx(-ref.mean() / k, rel=1e-10, abs=1e-15)
@@ -125,7 +117,7 @@ def test_complement_entropy_matches_reference(k):
 
 
 def test_complement_entropy_bounds_and_official_cce():
-    z, y = _data(5, 4)
+    z, y = logits_batch(5, 4)
     c = -4 * complement_entropy(z, y, reduction="none")
     assert bool((c >= 0).all()) and bool((c <= math.log(3) + 1e-12).all())
     # equal non-target logits: the complement is uniform, C = log(K − 1)
@@ -135,7 +127,7 @@ def test_complement_entropy_bounds_and_official_cce():
 
 
 def test_complement_gradcheck_and_large_logits():
-    z, y = _data(4, 5)
+    z, y = logits_batch(4, 5)
     zz = z.clone().requires_grad_(True)
     w = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.5], dtype=torch.float64)
     for fn in (
@@ -145,7 +137,7 @@ def test_complement_gradcheck_and_large_logits():
         lambda x: complement_cross_entropy(x, y),
     ):
         assert torch.autograd.gradcheck(fn, (zz,))
-    z, y = _data(6, 5, dtype=torch.float32, scale=1e4)
+    z, y = logits_batch(6, 5, dtype=torch.float32, scale=1e4)
     for fn in (negative_learning, complement_entropy, complement_cross_entropy):
         zz = z.clone().requires_grad_(True)
         loss = fn(zz, y)
@@ -155,19 +147,11 @@ def test_complement_gradcheck_and_large_logits():
 
 @pytest.mark.parametrize("fn", [negative_learning, complement_entropy, complement_cross_entropy])
 def test_bf16_autocast(fn):
-    g = torch.Generator().manual_seed(0)
-    lin = torch.nn.Linear(8, 6)
-    x = torch.randn(5, 8, generator=g)
-    y = torch.randint(0, 6, (5,), generator=g)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = fn(lin(x), y)
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    loss.backward()
-    assert torch.isfinite(lin.weight.grad).all()
+    assert_bf16_autocast_finite(fn)
 
 
 def test_terms_modules_ignore_index_and_inputs_untouched():
-    z, y = _data()
+    z, y = logits_batch()
     zc = z.clone()
     out = HeadOutput(logits=z, features=z)
     assert create_term("cot")(out, y).item() == pytest.approx(complement_entropy(z, y).item())
@@ -184,7 +168,7 @@ def test_terms_modules_ignore_index_and_inputs_untouched():
 
 
 def test_bad_input():
-    z, y = _data()
+    z, y = logits_batch()
     with pytest.raises(ValueError, match="`mode` must be one of 'all', 'random'"):
         negative_learning(z, y, mode="some")
     with pytest.raises(ValueError, match="`mode` must be one of"):

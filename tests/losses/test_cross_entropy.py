@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given
-from hypothesis import strategies as st
 
 from neuralcollapse.losses import (
     BCELoss,
@@ -22,43 +21,25 @@ from neuralcollapse.losses import (
 from neuralcollapse.losses.cross_entropy import _log1m_softmax, _log1m_softmax_at
 from neuralcollapse.output import HeadOutput
 
-
-def _data(n=6, k=5, seed=0, dtype=torch.float64, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, k, generator=g, dtype=dtype), torch.randint(0, k, (n,), generator=g)
-
-
-def _log_softmax_np(v):
-    m = v.max()
-    return v - m - np.log(np.exp(v - m).sum())
-
-
-def _lse_np(v):
-    m = v.max()
-    return m + np.log(np.exp(v - m).sum())
-
+from ._reference import (
+    CE_PROBLEM,
+    assert_bf16_autocast_finite,
+    ce_problem,
+    log_softmax_np,
+    logits_batch,
+    logsumexp_np,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # cross-entropy = F.cross_entropy
 # ---------------------------------------------------------------------------------------------------------
 
 
-@given(
-    n=st.integers(1, 5),
-    k=st.integers(2, 5),
-    spatial=st.sampled_from([(), (3,), (2, 2)]),
-    reduction=st.sampled_from(["mean", "sum", "none"]),
-    use_weight=st.booleans(),
-    ignore=st.booleans(),
-    seed=st.integers(0, 1000),
-)
+@given(**CE_PROBLEM)
 def test_ce_equals_torch(n, k, spatial, reduction, use_weight, ignore, seed):
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, k, *spatial, generator=g, dtype=torch.float64)
-    y = torch.randint(0, k, (n, *spatial), generator=g)
+    z, y, w = ce_problem(n, k, spatial, use_weight, seed)
     if ignore:
         y.view(-1)[-1] = 3
-    w = torch.rand(k, generator=g, dtype=torch.float64) + 0.1 if use_weight else None
     kw = {"weight": w, "ignore_index": 3 if ignore else -100, "reduction": reduction}
     if ignore and reduction == "mean" and bool((y == 3).all()):
         assert cross_entropy(z, y, **kw).item() == 0.0
@@ -73,7 +54,7 @@ def test_ce_equals_torch(n, k, spatial, reduction, use_weight, ignore, seed):
 
 
 def test_ce_term_module_and_gradcheck():
-    z, y = _data()
+    z, y = logits_batch()
     w = torch.tensor([1.0, 0.5, 2.0, 1.0, 3.0], dtype=torch.float64)
     out = HeadOutput(logits=z, features=z)
     assert create_term("ce", weight=w)(out, y).item() == pytest.approx(F.cross_entropy(z, y, weight=w).item())
@@ -93,7 +74,7 @@ def _ls_ref(z, y, eps):
     n, k = z.shape
     out = np.zeros(n)
     for i in range(n):
-        lp = _log_softmax_np(z[i])
+        lp = log_softmax_np(z[i])
         for j in range(k):
             t = (1 - eps) * (j == y[i]) + eps / k
             out[i] -= t * lp[j]
@@ -102,7 +83,7 @@ def _ls_ref(z, y, eps):
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 1.0])
 def test_label_smoothing_reference_and_torch(eps):
-    z, y = _data()
+    z, y = logits_batch()
     ref = _ls_ref(z.numpy(), y.numpy(), eps)
     np.testing.assert_allclose(label_smoothing_ce(z, y, eps=eps, reduction="none").numpy(), ref, rtol=1e-12)
     torch.testing.assert_close(label_smoothing_ce(z, y, eps=eps), F.cross_entropy(z, y, label_smoothing=eps))
@@ -113,7 +94,7 @@ def test_label_smoothing_reference_and_torch(eps):
 
 
 def test_label_smoothing_default_term_gradcheck():
-    z, y = _data()
+    z, y = logits_batch()
     out = HeadOutput(logits=z, features=z)
     expected = F.cross_entropy(z, y, label_smoothing=0.1).item()
     assert create_term("ls")(out, y).item() == pytest.approx(expected)
@@ -144,7 +125,7 @@ def _bce_ref(z, y):
 
 
 def test_bce_reference_and_gradcheck():
-    z, y = _data()
+    z, y = logits_batch()
     ref = _bce_ref(z.numpy(), y.numpy())
     np.testing.assert_allclose(bce(z, y, reduction="none").numpy(), ref, rtol=1e-10)
     assert bce(z, y).item() == pytest.approx(ref.mean())
@@ -161,12 +142,12 @@ def test_bce_reference_and_gradcheck():
 
 def _log1m_ref(z, k):
     others = np.delete(z, k)
-    return _lse_np(others) - _lse_np(z)
+    return logsumexp_np(others) - logsumexp_np(z)
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 def test_log1m_softmax_exact(scale):
-    z, y = _data(7, 5, scale=scale)
+    z, y = logits_batch(7, 5, scale=scale)
     ref = np.array([[_log1m_ref(row, k) for k in range(5)] for row in z.numpy()])
     np.testing.assert_allclose(_log1m_softmax(z).numpy(), ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(_log1m_softmax_at(z, y).numpy(), ref[np.arange(7), y.numpy()], rtol=1e-10)
@@ -189,16 +170,8 @@ def test_log1m_softmax_ties_and_gradcheck():
 
 @pytest.mark.parametrize("fn", [cross_entropy, label_smoothing_ce, bce])
 def test_bf16_autocast_and_large_logits(fn):
-    g = torch.Generator().manual_seed(0)
-    lin = torch.nn.Linear(8, 6)
-    x = torch.randn(5, 8, generator=g)
-    y = torch.randint(0, 6, (5,), generator=g)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = fn(lin(x), y)
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    loss.backward()
-    assert torch.isfinite(lin.weight.grad).all()
-    z, y = _data(6, 5, dtype=torch.float32, scale=1e4)
+    assert_bf16_autocast_finite(fn)
+    z, y = logits_batch(6, 5, dtype=torch.float32, scale=1e4)
     zz = z.clone().requires_grad_(True)
     loss = fn(zz, y)
     loss.backward()
@@ -222,7 +195,7 @@ def test_bad_input(fn):
 
 
 def test_inputs_not_modified_and_registry():
-    z, y = _data()
+    z, y = logits_batch()
     zc, yc = z.clone(), y.clone()
     for fn in (cross_entropy, label_smoothing_ce, bce):
         fn(z, y)

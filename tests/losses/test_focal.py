@@ -24,21 +24,13 @@ from neuralcollapse.losses import (
 from neuralcollapse.losses.focal import _equal_mass_edges
 from neuralcollapse.output import HeadOutput
 
-
-def _data(n=6, k=5, seed=0, dtype=torch.float64, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, k, generator=g, dtype=dtype), torch.randint(0, k, (n,), generator=g)
-
-
-def _softmax_np(v):
-    e = np.exp(v - v.max())
-    return e / e.sum()
+from ._reference import assert_bf16_autocast_finite, logits_batch, softmax_np
 
 
 def _focal_ref(z, y, gamma):
     out = []
     for zi, yi in zip(z, y):
-        pt = _softmax_np(zi)[yi]
+        pt = softmax_np(zi)[yi]
         out.append(-((1 - pt) ** gamma) * math.log(pt))
     return np.array(out)
 
@@ -48,7 +40,7 @@ def _cfl_ref(z, y, gamma_pos, gamma_neg, eps, xi=0.0, gamma_hc=0.0):
     n, k = z.shape
     out = np.zeros(n)
     for i in range(n):
-        p = _softmax_np(z[i])
+        p = softmax_np(z[i])
         for j in range(k):
             if j == y[i]:
                 asym, pos = (1 - p[j]) ** gamma_pos, (1 + p[j]) ** gamma_hc
@@ -66,14 +58,14 @@ def _cfl_ref(z, y, gamma_pos, gamma_neg, eps, xi=0.0, gamma_hc=0.0):
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
 def test_focal_matches_reference(gamma):
-    z, y = _data()
+    z, y = logits_batch()
     ref = _focal_ref(z.numpy(), y.numpy(), gamma)
     np.testing.assert_allclose(focal(z, y, gamma=gamma, reduction="none").numpy(), ref, rtol=1e-10)
     assert FocalLoss(gamma=gamma)(z, y).item() == pytest.approx(ref.mean(), rel=1e-10)
 
 
 def test_focal_gamma_zero_is_ce_and_terms():
-    z, y = _data()
+    z, y = logits_batch()
     torch.testing.assert_close(focal(z, y, gamma=0.0), F.cross_entropy(z, y))
     out = HeadOutput(logits=z, features=z)
     expected = focal(z, y).item()  # γ = 2
@@ -88,14 +80,14 @@ def test_focal_gamma_zero_is_ce_and_terms():
 
 @pytest.mark.parametrize(("gp", "gn", "eps"), [(0.0, 4.0, 0.1), (1.0, 2.0, 0.0), (2.0, 0.0, 0.3)])
 def test_asl_matches_reference(gp, gn, eps):
-    z, y = _data()
+    z, y = logits_batch()
     ref = _cfl_ref(z.numpy(), y.numpy(), gp, gn, eps)
     got = asl(z, y, gamma_pos=gp, gamma_neg=gn, eps=eps, reduction="none")
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10)
 
 
 def test_asl_defaults_and_weights_not_detached():
-    z, y = _data()
+    z, y = logits_batch()
     out = HeadOutput(logits=z, features=z)
     ref = _cfl_ref(z.numpy(), y.numpy(), 0.0, 4.0, 0.1).mean()
     assert asl(z, y).item() == pytest.approx(ref, rel=1e-10)
@@ -142,7 +134,7 @@ def test_cyclical_xi_bad_input():
 
 @pytest.mark.parametrize("epoch", [0, 1, 2, 5, 9])
 def test_cfl_matches_reference(epoch):
-    z, y = _data()
+    z, y = logits_batch()
     xi = cyclical_xi(epoch, 10, 4.0)
     ref = _cfl_ref(z.numpy(), y.numpy(), 2.0, 2.0, 0.1, xi=xi, gamma_hc=3.0)
     got = cyclical_focal(z, y, epoch=epoch, num_epochs=10, reduction="none")
@@ -153,7 +145,7 @@ def test_cfl_matches_reference(epoch):
 
 
 def test_cfl_at_xi_zero_is_asl_and_term_needs_context():
-    z, y = _data()
+    z, y = logits_batch()
     got = cyclical_focal(z, y, epoch=2, num_epochs=5, factor=2.0, gamma_pos=1.0, gamma_neg=3.0)  # ξ = 0
     assert got.item() == pytest.approx(asl(z, y, gamma_pos=1.0, gamma_neg=3.0).item(), rel=1e-12)
     out = HeadOutput(logits=z, features=z)
@@ -222,7 +214,7 @@ def test_adafocal_update_hand_cases():
 
 
 def test_adafocal_loss_matches_reference_with_mixed_signs():
-    z, y = _data(8, 4)
+    z, y = logits_batch(8, 4)
     st = AdaFocalState(num_bins=3)
     st.gammas.copy_(torch.tensor([-1.5, 0.0, 2.5], dtype=torch.float64))
     p = torch.softmax(z, 1)[torch.arange(8), y].numpy()
@@ -243,7 +235,7 @@ def test_adafocal_state_dict_terms_and_module():
     obj.load_state_dict({f"terms.adafocal.{k}": v for k, v in term.state_dict().items()})
     torch.testing.assert_close(obj.term("adafocal").state.gammas, term.state.gammas)
     torch.testing.assert_close(obj.term("adafocal").state.edges, term.state.edges)
-    z, y = _data()
+    z, y = logits_batch()
     out = HeadOutput(logits=z, features=z)
     assert term(out, y).item() == pytest.approx(adafocal(z, y, term.state).item())
     loss = AdaFocalLoss(num_bins=5)
@@ -293,7 +285,7 @@ def _mixed_state():
 
 @pytest.mark.parametrize("name", list(_ALL))
 def test_gradcheck(name):
-    z, y = _data(4, 5)
+    z, y = logits_batch(4, 5)
     zz = z.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: _ALL[name](x, y), (zz,))
 
@@ -301,28 +293,20 @@ def test_gradcheck(name):
 @pytest.mark.parametrize("name", list(_ALL))
 def test_large_logits_and_bf16_finite(name):
     fn = _ALL[name]
-    z, y = _data(8, 5, dtype=torch.float32, scale=1e4)
+    z, y = logits_batch(8, 5, dtype=torch.float32, scale=1e4)
     z[0] = 0.0
     z[0, y[0]] = 1e4  # p_t rounds to 1 exactly: (1 − p_t)^0.5 would have an infinite derivative
     zz = z.clone().requires_grad_(True)
     loss = fn(zz, y)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(zz.grad).all()
-    g = torch.Generator().manual_seed(0)
-    lin = torch.nn.Linear(8, 5)
-    x = torch.randn(6, 8, generator=g)
-    t = torch.randint(0, 5, (6,), generator=g)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = fn(lin(x), t)
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    loss.backward()
-    assert torch.isfinite(lin.weight.grad).all()
+    assert_bf16_autocast_finite(fn, n=6, k=5)
 
 
 @pytest.mark.parametrize("name", list(_ALL))
 def test_bad_input_and_ignore_index(name):
     fn = _ALL[name]
-    z, y = _data()
+    z, y = logits_batch()
     zc = z.clone()
     y_ign = y.clone()
     y_ign[1] = -100
@@ -342,7 +326,7 @@ def test_bad_input_and_ignore_index(name):
 
 
 def test_bad_hyperparameters():
-    z, y = _data()
+    z, y = logits_batch()
     with pytest.raises(ValueError, match="`gamma` must be >= 0"):
         focal(z, y, gamma=-1.0)
     with pytest.raises(ValueError, match="`gamma_neg` must be >= 0"):

@@ -3,6 +3,7 @@ settable scale/margin, terms."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -13,6 +14,8 @@ from scipy.special import logsumexp
 from neuralcollapse.losses import ArcFaceLoss, CosFaceLoss, arcface, cosface, create_term
 from neuralcollapse.output import HeadOutput
 from neuralcollapse.schedules import MarginSchedule
+
+from ._reference import feature_batch
 
 EPS = 1e-7
 
@@ -51,13 +54,8 @@ def cosface_reference(features, target, weight, s, m):
     return np.array(out)
 
 
-def batch(seed, n=12, k=4, d=5, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(n, d, generator=g, dtype=dtype),
-        torch.randint(0, k, (n,), generator=g),
-        torch.randn(k, d, generator=g, dtype=dtype),
-    )
+# (features, target, class matrix) of 12 samples unless a test asks for another size.
+batch = functools.partial(feature_batch, n=12)
 
 
 def with_branches(seed):

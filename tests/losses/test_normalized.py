@@ -58,11 +58,17 @@ def reference(features, target, prototypes, tau, kind, anchor="prototype"):
     return out
 
 
-def batch(seed, m=9, k=4, d=5, dtype=torch.float64):
+def random_problem(seed, m, k, d, dtype=torch.float64):
+    """Seeded features (m, d), labels (m,) and prototypes (k, d), drawn features → prototypes → labels."""
     g = torch.Generator().manual_seed(seed)
     features = torch.randn(m, d, generator=g, dtype=dtype)
     prototypes = torch.randn(k, d, generator=g, dtype=dtype)
     target = torch.randint(0, k, (m,), generator=g)
+    return features, target, prototypes
+
+
+def batch(seed, m=9, k=4, d=5, dtype=torch.float64):
+    features, target, prototypes = random_problem(seed, m, k, d, dtype)
     target[:2] = torch.tensor([0, 1])  # at least two classes
     return features, target, prototypes
 
@@ -114,10 +120,7 @@ def test_matches_loop_reference(kind, anchor, seed, tau):
 )
 def test_matches_loop_reference_property(m, k, d, tau, seed, case):
     kind, anchor = case
-    g = torch.Generator().manual_seed(seed)
-    f = torch.randn(m, d, generator=g, dtype=torch.float64)
-    p = torch.randn(k, d, generator=g, dtype=torch.float64)
-    t = torch.randint(0, k, (m,), generator=g)
+    f, t, p = random_problem(seed, m, k, d)
     ref = reference(f.numpy(), t.numpy(), p.numpy(), tau, kind, anchor or "prototype")
     if any(r is None for r in ref):  # single-class batch, prototype anchor: covered by its own tests
         t[0] = (t[1] + 1) % k
@@ -201,10 +204,7 @@ def test_ntce_floor_attained():
     seed=st.integers(0, 10_000),
 )
 def test_ntce_never_below_floor(m, k, d, tau, seed):
-    g = torch.Generator().manual_seed(seed)
-    f = torch.randn(m, d, generator=g, dtype=torch.float64)
-    p = torch.randn(k, d, generator=g, dtype=torch.float64)
-    t = torch.randint(0, k, (m,), generator=g)
+    f, t, p = random_problem(seed, m, k, d)
     assert ntce(f, t, p, tau).item() >= ntce_floor(t) - 1e-12
 
 

@@ -16,14 +16,11 @@ from neuralcollapse.losses._terms import create_term
 from neuralcollapse.losses.occe import OFFICIAL_EPS
 from neuralcollapse.output import HeadOutput
 
+from ._reference import log_softmax_np, logits_batch
+
 # ---------------------------------------------------------------------------------------------------------
 # float64 references written from the paper's equations (loops over samples)
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _log_softmax_np(v):
-    m = v.max()
-    return v - m - np.log(np.exp(v - m).sum())
 
 
 def occe_ref(z, y, q_star=None):
@@ -32,7 +29,7 @@ def occe_ref(z, y, q_star=None):
     n, k = z.shape
     out = np.zeros(n)
     for i in range(n):
-        log_q = _log_softmax_np(-z[i])
+        log_q = log_softmax_np(-z[i])
         for j in range(k):
             t = (0.0 if j == y[i] else 1.0 / (k - 1)) if q_star is None else q_star[i, j]
             if t > 0:
@@ -50,11 +47,6 @@ def official_occe(inputs, targets):
     return torch.mean(loss)
 
 
-def _data(n=6, k=5, seed=0, dtype=torch.float64, scale=2.0):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(n, k, generator=g, dtype=dtype), torch.randint(0, k, (n,), generator=g)
-
-
 def _soft_target(z, y, seed=1):
     g = torch.Generator().manual_seed(seed)
     q = torch.rand(z.shape, generator=g, dtype=z.dtype)
@@ -69,21 +61,21 @@ def _soft_target(z, y, seed=1):
 
 @pytest.mark.parametrize("k", [2, 3, 10])
 def test_uniform_matches_loop_reference(k):
-    z, y = _data(7, k)
+    z, y = logits_batch(7, k)
     np.testing.assert_allclose(occe(z, y, reduction="none").numpy(), occe_ref(z.numpy(), y.numpy()), rtol=1e-12)
     assert occe(z, y).item() == pytest.approx(occe_ref(z.numpy(), y.numpy()).mean(), rel=1e-12)
     assert occe(z, y, reduction="sum").item() == pytest.approx(occe_ref(z.numpy(), y.numpy()).sum(), rel=1e-12)
 
 
 def test_soft_target_matches_loop_reference():
-    z, y = _data(6, 5)
+    z, y = logits_batch(6, 5)
     q = _soft_target(z, y)
     ref = occe_ref(z.numpy(), y.numpy(), q.numpy())
     np.testing.assert_allclose(occe(z, y, anticlass_target=q, reduction="none").numpy(), ref, rtol=1e-12)
 
 
 def test_soft_uniform_target_equals_uniform_form():
-    z, y = _data(5, 4)
+    z, y = logits_batch(5, 4)
     q = (1 - F.one_hot(y, 4).double()) / 3
     torch.testing.assert_close(occe(z, y, anticlass_target=q), occe(z, y), rtol=1e-12, atol=1e-12)
 
@@ -95,14 +87,14 @@ def test_known_values_and_optimum():
     z = torch.tensor([[40.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
     assert abs(occe(z, torch.tensor([0])).item()) < 1e-12
     # paper's CE form = KL form + log(K − 1)
-    z, y = _data(4, 6)
+    z, y = logits_batch(4, 6)
     ce_form = -(F.log_softmax(-z, 1) * (1 - F.one_hot(y, 6).double()) / 5).sum(1).mean()
     assert occe(z, y).item() == pytest.approx(ce_form.item() - math.log(5), rel=1e-12)
 
 
 @given(n=st.integers(1, 6), k=st.integers(2, 7), seed=st.integers(0, 10_000), scale=st.sampled_from([0.1, 3.0, 30.0]))
 def test_properties_nonnegative_shift_invariant(n, k, seed, scale):
-    z, y = _data(n, k, seed, scale=scale)
+    z, y = logits_batch(n, k, seed, scale=scale)
     per = occe(z, y, reduction="none")
     assert bool((per >= -1e-12).all())
     shift = torch.randn(n, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
@@ -111,7 +103,7 @@ def test_properties_nonnegative_shift_invariant(n, k, seed, scale):
 
 @given(n=st.integers(1, 8), seed=st.integers(0, 10_000), scale=st.sampled_from([0.5, 5.0, 50.0]))
 def test_k2_equals_cross_entropy(n, seed, scale):
-    z, y = _data(n, 2, seed, scale=scale)
+    z, y = logits_batch(n, 2, seed, scale=scale)
     torch.testing.assert_close(occe(z, y, reduction="none"), F.cross_entropy(z, y, reduction="none"))
     z1 = z.clone().requires_grad_(True)
     z2 = z.clone().requires_grad_(True)
@@ -121,10 +113,10 @@ def test_k2_equals_cross_entropy(n, seed, scale):
 
 
 def test_official_eps_form_is_bit_compatible_and_close_to_exact():
-    z, y = _data(16, 10, dtype=torch.float32)
+    z, y = logits_batch(16, 10, dtype=torch.float32)
     assert torch.equal(occe(z, y, eps=OFFICIAL_EPS), official_occe(z, y))
     # unit-scale logits: the +1e-7 shifts the value by < 1e-6 (methods.md §2.3)
-    z, y = _data(16, 10, scale=1.0)
+    z, y = logits_batch(16, 10, scale=1.0)
     assert abs(occe(z, y, eps=1e-7).item() - occe(z, y).item()) < 1e-6
     # at large logits the official form saturates at −log(1e−7)/… while the exact one keeps growing
     big = torch.tensor([[0.0, 60.0, -60.0]])
@@ -143,9 +135,9 @@ def test_official_eps_form_loses_gradient_when_saturated_exact_does_not():
 
 
 def test_rce_relation_and_reference():
-    z, y = _data(6, 5)
+    z, y = logits_batch(6, 5)
     torch.testing.assert_close(rce(-z, y), occe(z, y) + math.log(4), rtol=1e-12, atol=1e-12)
-    ref = np.array([-sum(_log_softmax_np(zi)[j] for j in range(5) if j != yi) / 4 for zi, yi in zip(z.numpy(), y)])
+    ref = np.array([-sum(log_softmax_np(zi)[j] for j in range(5) if j != yi) / 4 for zi, yi in zip(z.numpy(), y)])
     np.testing.assert_allclose(rce(z, y, reduction="none").numpy(), ref, rtol=1e-12)
     assert RCELoss()(z, y).item() == pytest.approx(ref.mean(), rel=1e-12)
 
@@ -156,7 +148,7 @@ def test_rce_relation_and_reference():
 
 
 def test_gradient_closed_form_uniform_and_soft():
-    z, y = _data(6, 5)
+    z, y = logits_batch(6, 5)
     n, k = z.shape
     zz = z.clone().requires_grad_(True)
     occe(zz, y).backward()
@@ -171,7 +163,7 @@ def test_gradient_closed_form_uniform_and_soft():
 
 
 def test_gradcheck_all_forms():
-    z, y = _data(4, 5)
+    z, y = logits_batch(4, 5)
     q = _soft_target(z, y)
     w = torch.tensor([0.5, 1.0, 2.0, 1.5, 0.3], dtype=torch.float64)
     y_ign = y.clone()
@@ -251,7 +243,7 @@ def test_bf16_autocast_finite():
 
 
 def test_large_logits_exact_and_finite():
-    z, y = _data(6, 5, dtype=torch.float32, scale=1e4)
+    z, y = logits_batch(6, 5, dtype=torch.float32, scale=1e4)
     zz = z.clone().requires_grad_(True)
     loss = occe(zz, y)
     loss.backward()
@@ -273,7 +265,7 @@ def test_large_logits_exact_and_finite():
 
 
 def test_inputs_not_modified():
-    z, y = _data(5, 4)
+    z, y = logits_batch(5, 4)
     q = _soft_target(z, y)
     copies = (z.clone(), y.clone(), q.clone())
     occe(z, y, anticlass_target=q)
@@ -291,7 +283,7 @@ def test_inputs_not_modified():
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("options", [{}, {"weight": True}, {"ignore": True}, {"weight": True, "ignore": True}])
 def test_fused_equals_unfused(reduction, options):
-    z, y = _data(9, 6, seed=4)
+    z, y = logits_batch(9, 6, seed=4)
     w = torch.linspace(0.5, 2.0, 6, dtype=torch.float64) if options.get("weight") else None
     if options.get("ignore"):
         y = y.clone()
@@ -312,7 +304,7 @@ def test_fused_equals_unfused(reduction, options):
 def test_weighted_fused_equals_unfused(reduction, w_ce, w_occe, monkeypatch):
     occe_module = importlib.import_module("neuralcollapse.losses.occe")  # the attribute is the function
     monkeypatch.setattr(occe_module, "FUSED_BLOCK_BYTES", 3 * 6 * 8)  # 3 rows per block
-    z, y = _data(11, 6, seed=5)
+    z, y = logits_batch(11, 6, seed=5)
     y = y.clone()
     y[4] = -100
     w = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
@@ -333,7 +325,7 @@ def test_weighted_fused_equals_unfused(reduction, w_ce, w_occe, monkeypatch):
 
 
 def test_weighted_fused_without_gradient():
-    z, y = _data(5, 4)
+    z, y = logits_batch(5, 4)
     with torch.no_grad():
         total, ce, oc = weighted_ce_occe(z.clone().requires_grad_(True), y, 1.0, 0.5)
     assert not total.requires_grad
@@ -345,7 +337,7 @@ def test_weighted_fused_without_gradient():
 
 
 def test_fused_float32_spatial_and_double_backward_pass():
-    z, y = _data(4, 7, dtype=torch.float32)
+    z, y = logits_batch(4, 7, dtype=torch.float32)
     z = z.reshape(2, 2, 7).movedim(2, 1).contiguous()  # (N=2, K=7, d1=2)
     y = y.reshape(2, 2)
     zz = z.clone().requires_grad_(True)
@@ -421,7 +413,7 @@ def test_bad_input_raises(logits, target, kwargs, exc, match):
 
 
 def test_bad_soft_target_raises():
-    z, y = _data(4, 5)
+    z, y = logits_batch(4, 5)
     good = _soft_target(z, y)
     bad_sum = good * 1.01
     bad_true = good.clone()
@@ -459,7 +451,7 @@ def test_bad_soft_target_raises():
 
 
 def test_module_and_terms():
-    z, y = _data(5, 4)
+    z, y = logits_batch(5, 4)
     q = _soft_target(z, y)
     w = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
     assert OCCELoss(weight=w)(z, y).item() == pytest.approx(occe(z, y, weight=w).item())

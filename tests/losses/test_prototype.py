@@ -3,6 +3,7 @@ scaling, gradients, numerics, errors, terms."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -20,14 +21,10 @@ from neuralcollapse.losses import (
 from neuralcollapse.losses._terms import TERMS
 from neuralcollapse.output import HeadOutput
 
+from ._reference import feature_batch
 
-def batch(seed, n=10, k=4, d=5, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(n, d, generator=g, dtype=dtype),
-        torch.randint(0, k, (n,), generator=g),
-        torch.randn(k, d, generator=g, dtype=dtype),
-    )
+# (features, target, class matrix) of 10 samples unless a test asks for another size.
+batch = functools.partial(feature_batch, n=10)
 
 
 def unit(x):

@@ -67,6 +67,8 @@ def test_merge_does_not_modify_input():
         ({"constant_lr_groups": ["backbone"]}, r"`constant_lr_groups` must be one of 'classifier'"),
         ({"limit_train_batches": 1.5}, r"fraction in \(0, 1\]"),
         ({"loss": "ce+cot", "optimizer": "adamw"}, r"second SGD optimiser"),
+        ({"head": "class_mean", "loss": "ce"}, r"head 'class_mean' cannot be trained by gradient descent"),
+        ({"data_on_device": "maybe"}, r"`data_on_device` must be one of True, False, 'auto'"),
     ],
 )
 def test_invalid_settings_raise_with_choices(changes, match):

@@ -31,7 +31,7 @@ def _msp(module, x):
 def test_evaluate_report_matches_independent_computation(osr_run):
     from neuralcollapse import data
     from neuralcollapse.data.splits import ood_pair, open_set_split
-    from neuralcollapse.training.evaluation import _load_module, evaluate_checkpoint
+    from neuralcollapse.training.evaluation import evaluate_checkpoint, load_module
 
     report = evaluate_checkpoint(osr_run.run_dir, ood=["gaussian"], osr=True,
                                  detectors=["msp", "ebo", "knn", "vim", "odin"], device="cpu")
@@ -43,7 +43,7 @@ def test_evaluate_report_matches_independent_computation(osr_run):
     assert saved["open_set"] == report["open_set"]
 
     # Independent path: rebuild the split and the scores by hand, AUROC from scikit-learn.
-    module, _, _ = _load_module(osr_run.run_dir / "checkpoints" / "last.ckpt", "cpu")
+    module, _, _ = load_module(osr_run.run_dir, "cpu")
     osr = open_set_split(data.create("digits"), num_known=6, seed=0)
     s_known, s_unknown = _msp(module, osr.closed.test_x), _msp(module, osr.unknown_x)
     labels = [1] * len(s_known) + [0] * len(s_unknown)

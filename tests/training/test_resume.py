@@ -142,3 +142,17 @@ def test_resume_refuses_trajectory_changes(tmp_path):
     assert resume_config(run, {"epochs": 5}).epochs == 5
     with pytest.raises(ValueError, match=r"cannot change lr when resuming"):
         resume_config(run, {"lr": 1.0})
+
+
+def test_stale_temporary_files_are_removed_on_resume(tmp_path):
+    from neuralcollapse.training import TrainConfig, fit
+
+    cfg = TrainConfig(epochs=1, progress=False, plots=False, tensorboard=False, nc_every=0,
+                      model_kwargs={"hidden": [16]}, out=str(tmp_path / "run"))
+    fit(cfg)
+    stale = tmp_path / "run" / "checkpoints" / ".last.ckpt.12345.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    fit(cfg.replace(epochs=2), resume=True)
+    assert not stale.exists()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["epoch"] == 1
+    assert [r["epoch"] for r in _rows(tmp_path / "run")] == [1, 2]

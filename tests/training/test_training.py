@@ -135,3 +135,17 @@ def test_run_folder_collisions(tmp_path, monkeypatch, capsys):
     assert RUN_DIR_ENV not in __import__("os").environ
     assert main(["train", "--out", str(first.run_dir), "--epochs", "1", "--no-progress"]) == 2
     assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
+
+
+def test_plots_handle_zero_metrics(tmp_path):
+    import warnings
+
+    from neuralcollapse.training.recording import plot_metrics
+
+    rows = [{"epoch": 1, "train/acc": 0.5, "test_nc/nc1": 0.0}, {"epoch": 2, "train/acc": 0.9, "test_nc/nc1": 0.0}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plot_metrics(rows, tmp_path)
+    assert [p.name for p in paths] == ["accuracy.png", "neural_collapse.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert plot_metrics([], tmp_path / "none") == []

@@ -2,9 +2,9 @@
 
 1. **Batched device augmentation vs per-image CPU transforms**: images per second of a training epoch of a
    CIFAR ResNet-18 on synthetic CIFAR-shaped uint8 data (3×32×32, 100 classes), batch 128, SGD. *Ours*: the
-   training system's path — in-memory tensors, :class:`~neuralcollapse.data.samplers.TensorBatchLoader`, one
-   host→device copy of uint8 per batch, :class:`~neuralcollapse.data.augment.BatchAugment` (reflect pad 4 +
-   random crop + flip) and normalisation on the device. *Baseline*: a plain ``Dataset`` whose
+   training system's path — uint8 tensors kept on the device (``data_on_device="auto"``), batches gathered by
+   :class:`~neuralcollapse.data.samplers.TensorBatchLoader`, :class:`~neuralcollapse.data.augment.BatchAugment`
+   (reflect pad 4 + random crop + flip) and normalisation on the device. *Baseline*: a plain ``Dataset`` whose
    ``__getitem__`` converts, pads, crops, flips and normalises one image at a time on the CPU, batched by a
    ``DataLoader`` (CUDA: 4 workers, pinned memory; CPU: in-process). Same model, optimiser and precision for
    both (CUDA: bf16 autocast + channels-last). Target on a GPU: ≥ 3× at batch 128; on a CPU the model
@@ -100,9 +100,8 @@ def _epoch_ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels
 
     net, opt = _model(device, channels_last)
     aug = BatchAugment(crop_padding=4, pad_mode="reflect", flip=True, mean=MEAN, std=STD, seed=0)
-    loader = TensorBatchLoader(x, y, batch_size=BATCH, shuffle=True, drop_last=True, seed=0)
-    if device.type == "cuda":
-        x, y = x.pin_memory(), y.pin_memory()
+    # As the training system with data_on_device="auto": the uint8 data live on the GPU, batches are gathered there.
+    loader = TensorBatchLoader(x.to(device), y.to(device), batch_size=BATCH, shuffle=True, drop_last=True, seed=0)
 
     def run_epoch(limit: int | None = None) -> int:
         seen = 0

@@ -10,6 +10,7 @@ NTCE/NONL reach collapse in a fraction of CE's iterations? Runs in seconds on a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from .._validation import check_positive
 
-__all__ = ["UFMResult", "iterations_to_reach", "simulate_ufm"]
+__all__ = ["UFMResult", "compare_ufm", "iterations_to_reach", "simulate_ufm"]
 
 #: Metrics recorded along the trajectory (keys of ``metrics.neural_collapse``) plus loss and accuracy.
 RECORDED = ("loss", "accuracy", "nc1", "nc2", "nc3", "equiangularity_means", "equinorm_means")
@@ -150,3 +151,65 @@ def iterations_to_reach(result: UFMResult, metric: str, threshold: float) -> int
         if value <= threshold:
             return step
     return None
+
+
+#: objective → head used by the UFM comparison (normalised losses need a cosine head)
+UFM_HEADS = {"ntce": "cosine", "nonl": "cosine", "normface": "cosine", "arcface": "cosine", "cosface": "cosine"}
+
+
+def compare_ufm(
+    objectives: Sequence[str] = ("ce", "ce+occe", "ntce", "nonl"),
+    *,
+    seeds: int = 3,
+    thresholds: Sequence[float] = (0.1, 0.01),
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Run :func:`simulate_ufm` for several objectives and seeds; one summary row per objective.
+
+    Each row holds the final NC metrics (mean ± std over seeds) and, per NC1 threshold, the mean number of
+    iterations to reach it (None if some seed never does) — the "collapse in a fraction of the iterations"
+    comparison of the NTCE/NONL paper, in the unconstrained-feature model.
+    """
+    rows = []
+    for objective in objectives:
+        results = [simulate_ufm(objective, head=UFM_HEADS.get(objective, "linear"), seed=s, **kwargs)
+                   for s in range(seeds)]
+        row: dict[str, Any] = {"objective": objective, "head": results[0].head}
+        for key in ("accuracy", "nc1", "nc2", "nc3"):
+            values = torch.tensor([r.final[key] for r in results], dtype=torch.float64)
+            row[key] = (float(values.mean()), float(values.std()) if seeds > 1 else 0.0)
+        for t in thresholds:
+            hits = [iterations_to_reach(r, "nc1", t) for r in results]
+            row[f"iters_nc1<={t:g}"] = None if any(h is None for h in hits) else sum(hits) / len(hits)
+        rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m neuralcollapse.experiments.ufm``: print the UFM comparison as a Markdown table."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m neuralcollapse.experiments.ufm", description=main.__doc__)
+    p.add_argument("--objectives", default="ce,ce+occe,ntce,nonl")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--record-every", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--dim", type=int, default=32)
+    args = p.parse_args(argv)
+    thresholds = (0.1, 0.01)
+    rows = compare_ufm([o.strip() for o in args.objectives.split(",")], seeds=args.seeds,
+                       thresholds=thresholds, iterations=args.iterations, record_every=args.record_every,
+                       num_classes=args.num_classes, dim=args.dim)
+    headers = ["objective", "head", "accuracy", "NC1", "NC2", "NC3", *[f"iters to NC1 ≤ {t:g}" for t in thresholds]]
+    print("| " + " | ".join(headers) + " |\n|" + "---|" * len(headers))
+    for r in rows:
+        cells = [r["objective"], r["head"]] + [f"{r[k][0]:.4g} ± {r[k][1]:.2g}" for k in ("accuracy", "nc1", "nc2",
+                                                                                        "nc3")]
+        cells += ["never" if r[f"iters_nc1<={t:g}"] is None else f"{r[f'iters_nc1<={t:g}']:.0f}" for t in thresholds]
+        print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

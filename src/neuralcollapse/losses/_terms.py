@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from .._registry import Registry
 from ..output import HeadOutput
+from ._common import LogitLossOptions
 
-__all__ = ["TERMS", "LossTerm", "create_term", "register_term", "term_names"]
+__all__ = ["TERMS", "LogitTerm", "LossTerm", "PrototypeTerm", "create_term", "register_term", "term_names"]
 
 TERMS: Registry[type[LossTerm]] = Registry("loss term")
 
@@ -58,3 +59,21 @@ class LossTerm(nn.Module):
 
     def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+class LogitTerm(LogitLossOptions, LossTerm):
+    """A term computing its loss's functional on ``output.logits``, mean over samples, with the class
+    ``weight`` and ``ignore_index`` given to ``__init__`` (see :class:`~._common.LogitLossOptions`)."""
+
+    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
+        return self._loss(output.logits, target)
+
+
+class PrototypeTerm(LossTerm):
+    """A term applying its loss module ``self.loss`` to ``(output.features, target, output.prototypes)``."""
+
+    needs = ("features", "prototypes")
+    loss: nn.Module
+
+    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
+        return self.loss(output.features, target, output.prototypes)

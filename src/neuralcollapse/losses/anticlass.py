@@ -23,6 +23,8 @@ from torch import Tensor, nn
 
 from .._validation import check_labels, check_matrix, check_probability, check_tensor
 from .._validation import data_checks_enabled as _data_checks_enabled
+from ._common import check_count
+from ._features import all_gather_cat, distributed_world_size, working_dtype
 
 __all__ = [
     "AnticlassClassMatrix",
@@ -37,39 +39,29 @@ INSTANCE_ALPHA = 0.1
 CLASS_ALPHA = 0.5
 
 
+def _true_class_and_uniform(target: Tensor, num_classes: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The (M, K) true-class mask and the uniform one-cold target ȳ (0 at the true class, 1/(K−1) elsewhere)."""
+    hot = torch.nn.functional.one_hot(target, num_classes).bool()
+    return hot, (~hot).to(dtype) / (num_classes - 1)
+
+
 def _one_cold(dist: Tensor, target: Tensor) -> Tensor:
     """Zero each row's true-class entry and renormalise; a row left with no mass becomes uniform one-cold."""
-    num_classes = dist.shape[1]
-    hot = torch.nn.functional.one_hot(target, num_classes).bool()
+    hot, uniform = _true_class_and_uniform(target, dist.shape[1], dist.dtype)
     cold = dist.masked_fill(hot, 0.0)
     mass = cold.sum(dim=1, keepdim=True)
-    uniform = (~hot).to(dist.dtype) / (num_classes - 1)
     return torch.where(mass > 0, cold / mass.clamp_min(torch.finfo(dist.dtype).tiny), uniform)
 
 
 def _mix(soft: Tensor, target: Tensor, alpha: float) -> Tensor:
     """(1 − α)·ȳ + α·one_cold(soft): rows sum to 1 and vanish at the true class."""
-    num_classes = soft.shape[1]
-    hot = torch.nn.functional.one_hot(target, num_classes).bool()
-    uniform = (~hot).to(soft.dtype) / (num_classes - 1)
+    _, uniform = _true_class_and_uniform(target, soft.shape[1], soft.dtype)
     return (1.0 - alpha) * uniform + alpha * _one_cold(soft, target)
 
 
 def _check_distribution_rows(x: Tensor, name: str) -> None:
     if _data_checks_enabled() and bool((x < 0).any()):
         raise ValueError(f"`{name}` must be >= 0 (probabilities); got a minimum of {float(x.min()):.3g}")
-
-
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return value
-
-
-def _float_dtype(x: Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
 def instance_anticlass_target(previous_q: Tensor, target: Tensor, alpha: float = INSTANCE_ALPHA) -> Tensor:
@@ -103,7 +95,7 @@ def instance_anticlass_target(previous_q: Tensor, target: Tensor, alpha: float =
     check_labels(target, "target", num_classes=previous_q.shape[1], length=previous_q.shape[0])
     alpha = check_probability(alpha, "alpha")
     _check_distribution_rows(previous_q, "previous_q")
-    return _mix(previous_q.to(_float_dtype(previous_q)), target, alpha)
+    return _mix(previous_q.to(working_dtype(previous_q)), target, alpha)
 
 
 def class_anticlass_target(class_matrix: Tensor, target: Tensor, alpha: float = CLASS_ALPHA) -> Tensor:
@@ -139,28 +131,17 @@ def class_anticlass_target(class_matrix: Tensor, target: Tensor, alpha: float = 
     check_labels(target, "target", num_classes=num_classes)
     alpha = check_probability(alpha, "alpha")
     _check_distribution_rows(class_matrix, "class_matrix")
-    rows = class_matrix.to(_float_dtype(class_matrix))[target]
+    rows = class_matrix.to(working_dtype(class_matrix))[target]
     return _mix(rows, target, alpha)
 
 
 def _all_reduce_sum(x: Tensor) -> Tensor:
     """Sum over the ranks of the default process group (identity outside DDP)."""
-    import torch.distributed as dist
+    if distributed_world_size() > 1:
+        import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         x = x.clone()
         dist.all_reduce(x)
-    return x
-
-
-def _all_gather_cat(x: Tensor) -> Tensor:
-    """Concatenate equal-sized tensors of every rank along dim 0 (identity outside DDP)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
     return x
 
 
@@ -207,11 +188,11 @@ class AnticlassMemory(nn.Module):
         all_gather: bool = False,
     ) -> None:
         super().__init__()
-        self.num_samples = _check_count(num_samples, "num_samples", 1)
-        self.num_classes = _check_count(num_classes, "num_classes", 2)
+        self.num_samples = check_count(num_samples, "num_samples", 1)
+        self.num_classes = check_count(num_classes, "num_classes", 2)
         if not dtype.is_floating_point:
             raise TypeError(f"`dtype` must be a floating dtype; got {dtype}")
-        self.gather_fn = gather_fn if gather_fn is not None else (_all_gather_cat if all_gather else None)
+        self.gather_fn = gather_fn if gather_fn is not None else (all_gather_cat if all_gather else None)
         self.register_buffer("probs", torch.full((self.num_samples, self.num_classes), 1.0 / num_classes, dtype=dtype))
 
     def _check_indices(self, indices: Tensor) -> None:
@@ -280,7 +261,7 @@ class AnticlassClassMatrix(nn.Module):
         all_reduce: bool = False,
     ) -> None:
         super().__init__()
-        self.num_classes = _check_count(num_classes, "num_classes", 2)
+        self.num_classes = check_count(num_classes, "num_classes", 2)
         self.sync_fn = sync_fn if sync_fn is not None else (_all_reduce_sum if all_reduce else None)
         k = self.num_classes
         self.register_buffer("matrix", (1.0 - torch.eye(k)) / (k - 1))

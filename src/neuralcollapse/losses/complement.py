@@ -20,16 +20,9 @@ from torch import Tensor
 
 from .._validation import check_choice
 from ..output import HeadOutput
-from ._common import DEFAULT_IGNORE_INDEX, prepare_logits_target, reduce_loss
-from ._terms import register_term
-from .cross_entropy import (
-    _ClassWeighted,
-    _log1m_softmax,
-    _log1m_softmax_at,
-    _LogitTerm,
-    _one_hot_mask,
-    cross_entropy,
-)
+from ._common import DEFAULT_IGNORE_INDEX, LogitLossModule, logit_loss
+from ._terms import LogitTerm, register_term
+from .cross_entropy import _log1m_softmax, _log1m_softmax_at, _one_hot_mask, cross_entropy
 
 __all__ = [
     "ComplementCrossEntropyLoss",
@@ -84,19 +77,18 @@ def negative_learning(
         0.8109
     """
     check_choice(mode, "mode", NL_MODES)
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    num_classes = z.shape[1]
-    if mode == "all":
-        log1m = _log1m_softmax(z)
-        per_sample = -(log1m.sum(dim=1) - log1m.gather(1, t.unsqueeze(1)).squeeze(1))
-    else:
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        num_classes = z.shape[1]
+        if mode == "all":
+            log1m = _log1m_softmax(z)
+            return -(log1m.sum(dim=1) - log1m.gather(1, t.unsqueeze(1)).squeeze(1))
         device = generator.device if generator is not None else z.device
         shift = torch.randint(1, num_classes, t.shape, generator=generator, device=device).to(z.device)
         complementary = (t + shift) % num_classes
-        per_sample = -_log1m_softmax_at(z, complementary)
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+        return -_log1m_softmax_at(z, complementary)
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 def _complement_entropy_rows(z: Tensor, t: Tensor) -> Tensor:
@@ -144,11 +136,14 @@ def complement_entropy(
         >>> round(float(complement_entropy(torch.zeros(1, 3), torch.tensor([0]))), 4)  # -log(2)/3
         -0.231
     """
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    return logit_loss(
+        lambda z, t: -_complement_entropy_rows(z, t) / z.shape[1],
+        logits,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
     )
-    per_sample = -_complement_entropy_rows(z, t) / z.shape[1]
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
 
 
 def complement_cross_entropy(
@@ -181,12 +176,12 @@ def complement_cross_entropy(
         >>> round(float(complement_cross_entropy(torch.zeros(1, 3), torch.tensor([0]))), 4)  # log 3 - log(2)/3
         0.8676
     """
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    ce = torch.logsumexp(z, dim=1) - z.gather(1, t.unsqueeze(1)).squeeze(1)
-    per_sample = ce - _complement_entropy_rows(z, t) / z.shape[1]
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        ce = torch.logsumexp(z, dim=1) - z.gather(1, t.unsqueeze(1)).squeeze(1)
+        return ce - _complement_entropy_rows(z, t) / z.shape[1]
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -194,7 +189,19 @@ def complement_cross_entropy(
 # --------------------------------------------------------------------------------------------------------
 
 
-class NegativeLearningLoss(_ClassWeighted):
+class _NegativeLearningOptions:
+    """NL variant and random generator, shared by :class:`NegativeLearningLoss` and the ``"nl"`` term."""
+
+    loss_fn = staticmethod(negative_learning)
+    hyperparameters = ("mode", "generator")
+
+    def __init__(self, mode: str = NL_MODE, generator: torch.Generator | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = check_choice(mode, "mode", NL_MODES)
+        self.generator = generator
+
+
+class NegativeLearningLoss(_NegativeLearningOptions, LogitLossModule):
     """Module form of :func:`negative_learning` (L_NL alone; ``mode="random"`` draws from ``generator``).
 
     Example:
@@ -203,16 +210,8 @@ class NegativeLearningLoss(_ClassWeighted):
         0.8109
     """
 
-    def __init__(self, mode: str = NL_MODE, generator: torch.Generator | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.mode = check_choice(mode, "mode", NL_MODES)
-        self.generator = generator
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return negative_learning(logits, target, mode=self.mode, generator=self.generator, **self._options())
-
-
-class ComplementEntropyLoss(_ClassWeighted):
+class ComplementEntropyLoss(LogitLossModule):
     """Module form of :func:`complement_entropy` (COT's second-step loss).
 
     Example:
@@ -221,11 +220,10 @@ class ComplementEntropyLoss(_ClassWeighted):
         -0.231
     """
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return complement_entropy(logits, target, **self._options())
+    loss_fn = staticmethod(complement_entropy)
 
 
-class ComplementCrossEntropyLoss(_ClassWeighted):
+class ComplementCrossEntropyLoss(LogitLossModule):
     """Module form of :func:`complement_cross_entropy`.
 
     Example:
@@ -234,12 +232,11 @@ class ComplementCrossEntropyLoss(_ClassWeighted):
         0.8676
     """
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return complement_cross_entropy(logits, target, **self._options())
+    loss_fn = staticmethod(complement_cross_entropy)
 
 
 @register_term("nl")
-class NegativeLearningTerm(_LogitTerm):
+class NegativeLearningTerm(_NegativeLearningOptions, LogitTerm):
     """Objective term ``"nl"``: CE + L_NL with weight 1:1 (the OCCE paper's "CE+NL" baseline).
 
     Args:
@@ -249,19 +246,15 @@ class NegativeLearningTerm(_LogitTerm):
     """
 
     def __init__(self, mode: str = NL_MODE, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.mode = check_choice(mode, "mode", NL_MODES)
+        super().__init__(mode, None, **kwargs)  # the term owns its generator, built from `seed`
         self.generator = None if seed is None else torch.Generator().manual_seed(int(seed))
 
     def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        z, opts = output.logits, self._options()
-        return cross_entropy(z, target, **opts) + negative_learning(
-            z, target, mode=self.mode, generator=self.generator, **opts
-        )
+        return cross_entropy(output.logits, target, **self._options()) + self._loss(output.logits, target)
 
 
 @register_term("cot")
-class ComplementObjectiveTerm(_LogitTerm):
+class ComplementObjectiveTerm(LogitTerm):
     """Objective term ``"cot"``: COT's complement-entropy step, −(1/K)·mean_i C_i (:func:`complement_entropy`).
 
     Complement Objective Training (Chen et al., ICLR 2019) alternates **two updates per batch**:
@@ -274,13 +267,11 @@ class ComplementObjectiveTerm(_LogitTerm):
     loop's job (methods.md §3). COT costs about 1.6× the time of CE training.
     """
 
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return complement_entropy(output.logits, target, **self._options())
+    loss_fn = staticmethod(complement_entropy)
 
 
 @register_term("cce")
-class ComplementCrossEntropyTerm(_LogitTerm):
+class ComplementCrossEntropyTerm(LogitTerm):
     """Objective term ``"cce"``: :func:`complement_cross_entropy`, CE − (1/K)·C_i in one step."""
 
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return complement_cross_entropy(output.logits, target, **self._options())
+    loss_fn = staticmethod(complement_cross_entropy)

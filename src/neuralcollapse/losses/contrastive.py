@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from .._validation import check_matrix, check_positive, check_tensor
 from ..output import HeadOutput
 from ._common import reduce_loss
+from ._features import autocast_off, check_labels_1d, unit_rows, working_dtype
 from ._terms import LossTerm, register_term
-from .normalized import _autocast_off, _check_labels_1d, _unit_rows, _working_dtype
 
 __all__ = ["SupConLoss", "flatten_views", "supcon"]
 
@@ -53,7 +53,7 @@ def flatten_views(features: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         ((8, 8), [0, 1, 0, 1, 0, 1, 0, 1])
     """
     check_tensor(features, "features", ndim=3, floating=True)
-    _check_labels_1d(target, int(features.shape[0]))
+    check_labels_1d(target, int(features.shape[0]))
     num_views = int(features.shape[1])
     return features.transpose(0, 1).reshape(-1, features.shape[2]), target.repeat(num_views)
 
@@ -113,12 +113,12 @@ def supcon(
     if features.ndim == 3:
         features, target = flatten_views(features, target)
     check_matrix(features, "features")
-    _check_labels_1d(target, int(features.shape[0]))
+    check_labels_1d(target, int(features.shape[0]))
 
-    dtype = _working_dtype(features)
-    z = _unit_rows(features, dtype) if normalize else features.to(dtype)
+    dtype = working_dtype(features)
+    z = unit_rows(features, dtype) if normalize else features.to(dtype)
     n = z.shape[0]
-    with _autocast_off(z.device):
+    with autocast_off(z.device):
         logits = z @ z.T / tau
         self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
         positives = (target[:, None] == target[None, :]) & ~self_mask

@@ -7,14 +7,15 @@ Also home of the exact ``log(1 − p_k)`` helpers shared by the complement and f
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._validation import check_choice, check_probability, check_tensor
-from ..output import HeadOutput
-from ._common import DEFAULT_IGNORE_INDEX, REDUCTIONS, prepare_logits_target, reduce_loss
-from ._terms import LossTerm, register_term
+from .._validation import check_probability
+from ._common import DEFAULT_IGNORE_INDEX, LogitLossModule, logit_loss
+from ._terms import LogitTerm, register_term
 
 __all__ = [
     "BCELoss",
@@ -109,11 +110,14 @@ def cross_entropy(
         >>> round(float(cross_entropy(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)  # log 4
         1.3863
     """
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    return logit_loss(
+        lambda z, t: F.cross_entropy(z, t, reduction="none"),
+        logits,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
     )
-    per_sample = F.cross_entropy(z, t, reduction="none")
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
 
 
 def label_smoothing_ce(
@@ -152,14 +156,14 @@ def label_smoothing_ce(
         True
     """
     eps = check_probability(eps, "eps")
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    logp = F.log_softmax(z, dim=1)
-    nll = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
-    smooth = -logp.mean(dim=1)
-    per_sample = (1.0 - eps) * nll + eps * smooth
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        logp = F.log_softmax(z, dim=1)
+        nll = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
+        smooth = -logp.mean(dim=1)
+        return (1.0 - eps) * nll + eps * smooth
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 def bce(
@@ -194,12 +198,12 @@ def bce(
         >>> round(float(bce(torch.zeros(1, 3), torch.tensor([1]))), 4)  # 3 log 2
         2.0794
     """
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    onehot = F.one_hot(t, z.shape[1]).to(z.dtype)
-    per_sample = F.binary_cross_entropy_with_logits(z, onehot, reduction="none").sum(dim=1)
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        onehot = F.one_hot(t, z.shape[1]).to(z.dtype)
+        return F.binary_cross_entropy_with_logits(z, onehot, reduction="none").sum(dim=1)
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -207,36 +211,18 @@ def bce(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _checked_weight(weight: Tensor | None) -> Tensor | None:
-    """Validate a class-weight vector given to a constructor; keep a private copy (a buffer)."""
-    if weight is None:
-        return None
-    check_tensor(weight, "weight", ndim=1, floating=True, finite=True)
-    return weight.detach().clone()
+class _LabelSmoothingOptions:
+    """ε of label smoothing, shared by :class:`LabelSmoothingCELoss` and the ``"ls"`` term."""
+
+    loss_fn = staticmethod(label_smoothing_ce)
+    hyperparameters = ("eps",)
+
+    def __init__(self, eps: float = LABEL_SMOOTHING, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = check_probability(eps, "eps")
 
 
-class _ClassWeighted(nn.Module):
-    """Stores the ``F.cross_entropy``-style options shared by the logit losses (class weight as a buffer)."""
-
-    weight: Tensor | None
-
-    def __init__(
-        self,
-        *,
-        weight: Tensor | None = None,
-        ignore_index: int = DEFAULT_IGNORE_INDEX,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__()
-        self.register_buffer("weight", _checked_weight(weight))
-        self.ignore_index = int(ignore_index)
-        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
-
-    def _options(self) -> dict:
-        return {"weight": self.weight, "ignore_index": self.ignore_index, "reduction": self.reduction}
-
-
-class CrossEntropyLoss(_ClassWeighted):
+class CrossEntropyLoss(LogitLossModule):
     """Module form of :func:`cross_entropy`: ``CrossEntropyLoss(weight=None, ignore_index=-100,
     reduction="mean")(logits, target)``.
 
@@ -246,11 +232,10 @@ class CrossEntropyLoss(_ClassWeighted):
         1.3863
     """
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return cross_entropy(logits, target, **self._options())
+    loss_fn = staticmethod(cross_entropy)
 
 
-class LabelSmoothingCELoss(_ClassWeighted):
+class LabelSmoothingCELoss(_LabelSmoothingOptions, LogitLossModule):
     """Module form of :func:`label_smoothing_ce` (ε default 0.1).
 
     Example:
@@ -260,15 +245,8 @@ class LabelSmoothingCELoss(_ClassWeighted):
         1.3863
     """
 
-    def __init__(self, eps: float = LABEL_SMOOTHING, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.eps = check_probability(eps, "eps")
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return label_smoothing_ce(logits, target, eps=self.eps, **self._options())
-
-
-class BCELoss(_ClassWeighted):
+class BCELoss(LogitLossModule):
     """Module form of :func:`bce` (one-vs-rest, summed over classes, mean over samples).
 
     Example:
@@ -277,47 +255,23 @@ class BCELoss(_ClassWeighted):
         2.0794
     """
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return bce(logits, target, **self._options())
-
-
-class _LogitTerm(LossTerm):
-    """Base of the terms that read ``output.logits`` and accept ``weight`` / ``ignore_index``."""
-
-    weight: Tensor | None
-
-    def __init__(self, *, weight: Tensor | None = None, ignore_index: int = DEFAULT_IGNORE_INDEX) -> None:
-        super().__init__()
-        self.register_buffer("weight", _checked_weight(weight))
-        self.ignore_index = int(ignore_index)
-
-    def _options(self) -> dict:
-        return {"weight": self.weight, "ignore_index": self.ignore_index}
+    loss_fn = staticmethod(bce)
 
 
 @register_term("ce")
-class CrossEntropyTerm(_LogitTerm):
+class CrossEntropyTerm(LogitTerm):
     """Objective term ``"ce"``: :func:`cross_entropy` of ``output.logits`` (mean over samples)."""
 
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return cross_entropy(output.logits, target, **self._options())
+    loss_fn = staticmethod(cross_entropy)
 
 
 @register_term("ls", aliases=("lsce",))
-class LabelSmoothingTerm(_LogitTerm):
+class LabelSmoothingTerm(_LabelSmoothingOptions, LogitTerm):
     """Objective term ``"ls"`` (alias ``"lsce"``): :func:`label_smoothing_ce`, ε = 0.1 by default."""
-
-    def __init__(self, eps: float = LABEL_SMOOTHING, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.eps = check_probability(eps, "eps")
-
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return label_smoothing_ce(output.logits, target, eps=self.eps, **self._options())
 
 
 @register_term("bce")
-class BCETerm(_LogitTerm):
+class BCETerm(LogitTerm):
     """Objective term ``"bce"``: one-vs-rest :func:`bce` (the OSR baseline of OCCE Table 3)."""
 
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return bce(output.logits, target, **self._options())
+    loss_fn = staticmethod(bce)

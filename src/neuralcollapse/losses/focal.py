@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from .._validation import check_positive, check_probability, check_tensor, data_checks_enabled
 from ..output import HeadOutput
-from ._common import DEFAULT_IGNORE_INDEX, prepare_logits_target, reduce_loss
-from ._terms import register_term
-from .cross_entropy import _ClassWeighted, _log1m_softmax_at, _LogitTerm
+from ._common import DEFAULT_IGNORE_INDEX, LogitLossModule, check_count, logit_loss
+from ._terms import LogitTerm, register_term
+from .cross_entropy import _log1m_softmax_at
 
 __all__ = [
     "ASLLoss",
@@ -117,11 +117,23 @@ def focal(
         0.1733
     """
     gamma = check_positive(gamma, "gamma", strict=False)
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    return logit_loss(
+        lambda z, t: _focal_rows(z, t, gamma),
+        logits,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
     )
-    per_sample = _focal_rows(z, t, gamma)
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+
+def _check_asymmetric(gamma_pos: Any, gamma_neg: Any, eps: Any) -> tuple[float, float, float]:
+    """γ+ ≥ 0, γ− ≥ 0 and the label smoothing ε ∈ [0, 1] of ASL and CFL, validated."""
+    return (
+        check_positive(gamma_pos, "gamma_pos", strict=False),
+        check_positive(gamma_neg, "gamma_neg", strict=False),
+        check_probability(eps, "eps"),
+    )
 
 
 def _asymmetric_rows(
@@ -180,14 +192,15 @@ def asl(
         >>> round(float(asl(torch.zeros(1, 2), torch.tensor([0]))), 4)  # 0.95 log 2 + 0.05 (1/16) log 2
         0.6607
     """
-    gamma_pos = check_positive(gamma_pos, "gamma_pos", strict=False)
-    gamma_neg = check_positive(gamma_neg, "gamma_neg", strict=False)
-    eps = check_probability(eps, "eps")
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
+    gamma_pos, gamma_neg, eps = _check_asymmetric(gamma_pos, gamma_neg, eps)
+    return logit_loss(
+        lambda z, t: _asymmetric_rows(z, t, gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps),
+        logits,
+        target,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
     )
-    per_sample = _asymmetric_rows(z, t, gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps)
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
 
 
 def cyclical_xi(epoch: int, num_epochs: int, factor: float = CFL_FACTOR) -> float:
@@ -216,11 +229,8 @@ def cyclical_xi(epoch: int, num_epochs: int, factor: float = CFL_FACTOR) -> floa
         >>> [round(cyclical_xi(e, 9, factor=4), 3) for e in (0, 1, 2, 3, 8)]
         [1.0, 0.5, 0.0, 0.167, 1.0]
     """
-    for name, value in (("epoch", epoch), ("num_epochs", num_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"`{name}` must be an int; got {type(value).__name__}")
-    if num_epochs < 1:
-        raise ValueError(f"`num_epochs` must be >= 1; got {num_epochs}")
+    check_count(epoch, "epoch")
+    check_count(num_epochs, "num_epochs", 1)
     if not 0 <= epoch < num_epochs:
         raise ValueError(f"`epoch` must be in [0, num_epochs) = [0, {num_epochs}) (0-indexed); got {epoch}")
     factor = check_positive(factor, "factor")
@@ -276,16 +286,12 @@ def cyclical_focal(
     """
     xi = cyclical_xi(epoch, num_epochs, factor)
     gamma_hc = check_positive(gamma_hc, "gamma_hc", strict=False)
-    gamma_pos = check_positive(gamma_pos, "gamma_pos", strict=False)
-    gamma_neg = check_positive(gamma_neg, "gamma_neg", strict=False)
-    eps = check_probability(eps, "eps")
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    per_sample = _asymmetric_rows(
-        z, t, gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps, xi=xi, gamma_hc=gamma_hc
-    )
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+    gamma_pos, gamma_neg, eps = _check_asymmetric(gamma_pos, gamma_neg, eps)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        return _asymmetric_rows(z, t, gamma_pos=gamma_pos, gamma_neg=gamma_neg, eps=eps, xi=xi, gamma_hc=gamma_hc)
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -441,13 +447,13 @@ def adafocal(
         state = AdaFocalState()
     elif not isinstance(state, AdaFocalState):
         raise TypeError(f"`state` must be an AdaFocalState; got {type(state).__name__}")
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    with torch.no_grad():
-        p_t = torch.softmax(z, dim=1).gather(1, t.unsqueeze(1)).squeeze(1)
-    per_sample = _focal_rows(z, t, state.gamma_for(p_t))
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        with torch.no_grad():
+            p_t = torch.softmax(z, dim=1).gather(1, t.unsqueeze(1)).squeeze(1)
+        return _focal_rows(z, t, state.gamma_for(p_t))
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -455,31 +461,22 @@ def adafocal(
 # --------------------------------------------------------------------------------------------------------
 
 
-class FocalLoss(_ClassWeighted):
-    """Module form of :func:`focal` (γ = 2).
+class _FocalOptions:
+    """γ of the focal loss, shared by :class:`FocalLoss` and the ``"focal"`` term."""
 
-    Example:
-        >>> import torch
-        >>> round(float(FocalLoss()(torch.zeros(1, 2), torch.tensor([0]))), 4)
-        0.1733
-    """
+    loss_fn = staticmethod(focal)
+    hyperparameters = ("gamma",)
 
     def __init__(self, gamma: float = FOCAL_GAMMA, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gamma = check_positive(gamma, "gamma", strict=False)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return focal(logits, target, gamma=self.gamma, **self._options())
 
+class _ASLOptions:
+    """γ+, γ− and ε of single-label ASL, shared by :class:`ASLLoss` and the ``"asl"`` term."""
 
-class ASLLoss(_ClassWeighted):
-    """Module form of :func:`asl` (γ+ = 0, γ− = 4, ε = 0.1).
-
-    Example:
-        >>> import torch
-        >>> round(float(ASLLoss()(torch.zeros(1, 2), torch.tensor([0]))), 4)
-        0.6607
-    """
+    loss_fn = staticmethod(asl)
+    hyperparameters = ("gamma_pos", "gamma_neg", "eps")
 
     def __init__(
         self,
@@ -489,37 +486,74 @@ class ASLLoss(_ClassWeighted):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.gamma_pos = check_positive(gamma_pos, "gamma_pos", strict=False)
-        self.gamma_neg = check_positive(gamma_neg, "gamma_neg", strict=False)
-        self.eps = check_probability(eps, "eps")
+        self.gamma_pos, self.gamma_neg, self.eps = _check_asymmetric(gamma_pos, gamma_neg, eps)
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return asl(
-            logits, target, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, eps=self.eps, **self._options()
+
+class _CyclicalOptions:
+    """Hyperparameters of the cyclical focal loss, shared by :class:`CyclicalFocalLoss` and the ``"cfl"`` term."""
+
+    loss_fn = staticmethod(cyclical_focal)
+    hyperparameters = ("gamma_hc", "gamma_pos", "gamma_neg", "factor", "eps")
+
+    def __init__(
+        self,
+        gamma_hc: float = CFL_GAMMA_HC,
+        gamma_pos: float = CFL_GAMMA_POS,
+        gamma_neg: float = CFL_GAMMA_NEG,
+        factor: float = CFL_FACTOR,
+        eps: float = CFL_EPS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gamma_hc = check_positive(gamma_hc, "gamma_hc", strict=False)
+        self.factor = check_positive(factor, "factor")
+        self.gamma_pos, self.gamma_neg, self.eps = _check_asymmetric(gamma_pos, gamma_neg, eps)
+
+
+class _AdaFocalOptions:
+    """The :class:`AdaFocalState` (``self.state``) owned by :class:`AdaFocalLoss` and the ``"adafocal"`` term."""
+
+    loss_fn = staticmethod(adafocal)
+    hyperparameters = ("state",)
+
+    def __init__(
+        self,
+        num_bins: int = ADAFOCAL_NUM_BINS,
+        *,
+        lam: float = ADAFOCAL_LAMBDA,
+        gamma_init: float = ADAFOCAL_GAMMA_INIT,
+        gamma_max: float = ADAFOCAL_GAMMA_MAX,
+        gamma_min: float = ADAFOCAL_GAMMA_MIN,
+        switch: float = ADAFOCAL_SWITCH,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.state = AdaFocalState(
+            num_bins, lam=lam, gamma_init=gamma_init, gamma_max=gamma_max, gamma_min=gamma_min, switch=switch
         )
 
 
-class _CyclicalMixin:
-    """Hyperparameters of the cyclical focal loss, shared by the module and the term."""
+class FocalLoss(_FocalOptions, LogitLossModule):
+    """Module form of :func:`focal` (γ = 2).
 
-    def _init_cfl(self, gamma_hc: float, gamma_pos: float, gamma_neg: float, factor: float, eps: float) -> None:
-        self.gamma_hc = check_positive(gamma_hc, "gamma_hc", strict=False)
-        self.gamma_pos = check_positive(gamma_pos, "gamma_pos", strict=False)
-        self.gamma_neg = check_positive(gamma_neg, "gamma_neg", strict=False)
-        self.factor = check_positive(factor, "factor")
-        self.eps = check_probability(eps, "eps")
-
-    def _cfl_options(self) -> dict:
-        return {
-            "gamma_hc": self.gamma_hc,
-            "gamma_pos": self.gamma_pos,
-            "gamma_neg": self.gamma_neg,
-            "factor": self.factor,
-            "eps": self.eps,
-        }
+    Example:
+        >>> import torch
+        >>> round(float(FocalLoss()(torch.zeros(1, 2), torch.tensor([0]))), 4)
+        0.1733
+    """
 
 
-class CyclicalFocalLoss(_CyclicalMixin, _ClassWeighted):
+class ASLLoss(_ASLOptions, LogitLossModule):
+    """Module form of :func:`asl` (γ+ = 0, γ− = 4, ε = 0.1).
+
+    Example:
+        >>> import torch
+        >>> round(float(ASLLoss()(torch.zeros(1, 2), torch.tensor([0]))), 4)
+        0.6607
+    """
+
+
+class CyclicalFocalLoss(_CyclicalOptions, LogitLossModule):
     """Module form of :func:`cyclical_focal`; ``forward(logits, target, epoch, num_epochs)``.
 
     Example:
@@ -529,25 +563,11 @@ class CyclicalFocalLoss(_CyclicalMixin, _ClassWeighted):
         2.2571
     """
 
-    def __init__(
-        self,
-        gamma_hc: float = CFL_GAMMA_HC,
-        gamma_pos: float = CFL_GAMMA_POS,
-        gamma_neg: float = CFL_GAMMA_NEG,
-        factor: float = CFL_FACTOR,
-        eps: float = CFL_EPS,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._init_cfl(gamma_hc, gamma_pos, gamma_neg, factor, eps)
-
     def forward(self, logits: Tensor, target: Tensor, epoch: int, num_epochs: int) -> Tensor:
-        return cyclical_focal(
-            logits, target, epoch=epoch, num_epochs=num_epochs, **self._cfl_options(), **self._options()
-        )
+        return self._loss(logits, target, epoch=epoch, num_epochs=num_epochs)
 
 
-class AdaFocalLoss(_ClassWeighted):
+class AdaFocalLoss(_AdaFocalOptions, LogitLossModule):
     """Module form of :func:`adafocal` owning its :class:`AdaFocalState` (``self.state``; call
     ``self.state.update(confidences, correct)`` once per epoch on held-out data).
 
@@ -557,83 +577,23 @@ class AdaFocalLoss(_ClassWeighted):
         0.3466
     """
 
-    def __init__(
-        self,
-        num_bins: int = ADAFOCAL_NUM_BINS,
-        *,
-        lam: float = ADAFOCAL_LAMBDA,
-        gamma_init: float = ADAFOCAL_GAMMA_INIT,
-        gamma_max: float = ADAFOCAL_GAMMA_MAX,
-        gamma_min: float = ADAFOCAL_GAMMA_MIN,
-        switch: float = ADAFOCAL_SWITCH,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.state = AdaFocalState(
-            num_bins, lam=lam, gamma_init=gamma_init, gamma_max=gamma_max, gamma_min=gamma_min, switch=switch
-        )
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return adafocal(logits, target, self.state, **self._options())
-
 
 @register_term("focal", aliases=("fl",))
-class FocalTerm(_LogitTerm):
+class FocalTerm(_FocalOptions, LogitTerm):
     """Objective term ``"focal"`` (alias ``"fl"``): :func:`focal`, γ = 2 by default."""
-
-    def __init__(self, gamma: float = FOCAL_GAMMA, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gamma = check_positive(gamma, "gamma", strict=False)
-
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return focal(output.logits, target, gamma=self.gamma, **self._options())
 
 
 @register_term("asl")
-class ASLTerm(_LogitTerm):
+class ASLTerm(_ASLOptions, LogitTerm):
     """Objective term ``"asl"``: single-label :func:`asl` (γ+ = 0, γ− = 4, ε = 0.1)."""
-
-    def __init__(
-        self,
-        gamma_pos: float = ASL_GAMMA_POS,
-        gamma_neg: float = ASL_GAMMA_NEG,
-        eps: float = ASL_EPS,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.gamma_pos = check_positive(gamma_pos, "gamma_pos", strict=False)
-        self.gamma_neg = check_positive(gamma_neg, "gamma_neg", strict=False)
-        self.eps = check_probability(eps, "eps")
-
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return asl(
-            output.logits,
-            target,
-            gamma_pos=self.gamma_pos,
-            gamma_neg=self.gamma_neg,
-            eps=self.eps,
-            **self._options(),
-        )
 
 
 @register_term("cfl")
-class CyclicalFocalTerm(_CyclicalMixin, _LogitTerm):
+class CyclicalFocalTerm(_CyclicalOptions, LogitTerm):
     """Objective term ``"cfl"``: :func:`cyclical_focal`; reads the context keys ``epoch`` (0-indexed) and
     ``num_epochs`` (both required)."""
 
     context_keys = ("epoch", "num_epochs")
-
-    def __init__(
-        self,
-        gamma_hc: float = CFL_GAMMA_HC,
-        gamma_pos: float = CFL_GAMMA_POS,
-        gamma_neg: float = CFL_GAMMA_NEG,
-        factor: float = CFL_FACTOR,
-        eps: float = CFL_EPS,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._init_cfl(gamma_hc, gamma_pos, gamma_neg, factor, eps)
 
     def compute(
         self, output: HeadOutput, target: Tensor, epoch: int | None = None, num_epochs: int | None = None
@@ -643,32 +603,11 @@ class CyclicalFocalTerm(_CyclicalMixin, _LogitTerm):
                 "loss term 'cfl' needs the context keys `epoch` (0-indexed) and `num_epochs`; pass them to the "
                 "objective, e.g. objective(output, target, epoch=e, num_epochs=E)"
             )
-        return cyclical_focal(
-            output.logits, target, epoch=epoch, num_epochs=num_epochs, **self._cfl_options(), **self._options()
-        )
+        return self._loss(output.logits, target, epoch=epoch, num_epochs=num_epochs)
 
 
 @register_term("adafocal", aliases=("adafl",))
-class AdaFocalTerm(_LogitTerm):
+class AdaFocalTerm(_AdaFocalOptions, LogitTerm):
     """Objective term ``"adafocal"`` (alias ``"adafl"``): :func:`adafocal` with its own :class:`AdaFocalState`
     (``term.state``, saved in the objective's ``state_dict``). The training loop calls
     ``term.state.update(confidences, correct)`` after each epoch on the held-out split."""
-
-    def __init__(
-        self,
-        num_bins: int = ADAFOCAL_NUM_BINS,
-        *,
-        lam: float = ADAFOCAL_LAMBDA,
-        gamma_init: float = ADAFOCAL_GAMMA_INIT,
-        gamma_max: float = ADAFOCAL_GAMMA_MAX,
-        gamma_min: float = ADAFOCAL_GAMMA_MIN,
-        switch: float = ADAFOCAL_SWITCH,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.state = AdaFocalState(
-            num_bins, lam=lam, gamma_init=gamma_init, gamma_max=gamma_max, gamma_min=gamma_min, switch=switch
-        )
-
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return adafocal(output.logits, target, self.state, **self._options())

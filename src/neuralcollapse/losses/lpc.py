@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from .._validation import check_choice, check_matrix
 from ..output import HeadOutput
 from ._common import REDUCTIONS, reduce_loss
+from ._features import working_dtype
 from ._terms import LossTerm, register_term
-from .normalized import _working_dtype
 
 __all__ = ["LPCPenalty", "lpc_penalty"]
 
@@ -48,7 +48,7 @@ def lpc_penalty(latent: Tensor, *, reduction: str = "mean") -> Tensor:
     """
     check_choice(reduction, "reduction", REDUCTIONS)
     check_matrix(latent, "latent")
-    h = latent.to(_working_dtype(latent))
+    h = latent.to(working_dtype(latent))
     return reduce_loss(h.square().mean(dim=1), reduction)
 
 

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from .._validation import check_choice, check_positive
 from ..output import HeadOutput
 from ._common import REDUCTIONS
+from ._features import autocast_off, embedding_inputs
 from ._terms import LossTerm, register_term
-from .normalized import _autocast_off, _check_embedding_inputs, _unit_rows, _working_dtype
 
 __all__ = ["ArcFaceLoss", "CosFaceLoss", "arcface", "cosface"]
 
@@ -64,10 +64,8 @@ def _check_cos_margin(margin: Any) -> float:
 
 def _target_cosines(features: Tensor, target: Tensor, weight: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
     """Validate; return the clamped cosine matrix (N, K) in the working dtype and the target cosines (N,)."""
-    check_choice(reduction, "reduction", REDUCTIONS)
-    _check_embedding_inputs(features, target, weight, classes_name="weight")
-    dtype = _working_dtype(features, weight)
-    cos = (_unit_rows(features, dtype) @ _unit_rows(weight, dtype).T).clamp(-1 + COSINE_EPS, 1 - COSINE_EPS)
+    u, w = embedding_inputs(features, target, weight, reduction, classes_name="weight")
+    cos = (u @ w.T).clamp(-1 + COSINE_EPS, 1 - COSINE_EPS)
     return cos, cos.gather(1, target[:, None]).squeeze(1)
 
 
@@ -119,7 +117,7 @@ def arcface(
     """
     s = _check_scale(scale)
     m = _check_arc_margin(margin)
-    with _autocast_off(features.device):
+    with autocast_off(features.device):
         cos, cos_y = _target_cosines(features, target, weight, reduction)
         sin_y = (1.0 - cos_y * cos_y).clamp_min(0.0).sqrt()
         psi = cos_y * math.cos(m) - sin_y * math.sin(m)
@@ -167,7 +165,7 @@ def cosface(
     """
     s = _check_scale(scale)
     m = _check_cos_margin(margin)
-    with _autocast_off(features.device):
+    with autocast_off(features.device):
         cos, cos_y = _target_cosines(features, target, weight, reduction)
         return _margin_cross_entropy(cos, target, cos_y - m, s, reduction)
 

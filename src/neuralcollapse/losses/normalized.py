@@ -17,25 +17,14 @@ wider even under autocast — the reference exponentiates directly and overflows
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import (
-    check_choice,
-    check_labels,
-    check_matrix,
-    check_positive,
-    check_tensor,
-    data_checks_enabled,
-)
-from ..output import HeadOutput
+from .._validation import check_choice, check_positive, data_checks_enabled
 from ._common import REDUCTIONS, reduce_loss
-from ._terms import LossTerm, register_term
+from ._features import autocast_off, embedding_inputs, gather_batch
+from ._terms import PrototypeTerm, register_term
 
 __all__ = [
     "NONLLoss",
@@ -56,115 +45,6 @@ ON_EMPTY = ("raise", "skip")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Shared plumbing of the embedding losses (also used by ``margin``, ``contrastive`` and ``prototype``).
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _working_dtype(*tensors: Tensor) -> torch.dtype:
-    """The promoted dtype of ``tensors``, at least float32 (half inputs are upcast for the reductions)."""
-    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Disable autocast so that the similarity matmuls run in the working dtype, not in bf16/fp16."""
-    try:
-        return torch.autocast(device_type=device.type, enabled=False)
-    except RuntimeError:  # a device type autocast does not know (e.g. "meta") has no autocast to disable
-        return contextlib.nullcontext()
-
-
-def _check_labels_1d(target: Any, length: int, num_classes: int | None = None) -> Tensor:
-    """``target``: 1-D integer labels, one per feature row, in ``[0, num_classes)``."""
-    check_tensor(target, "target", ndim=1, integer=True, nonempty=False)
-    if target.shape[0] != length:
-        raise ValueError(
-            f"`target` must have length {length} (one label per row of `features`); got shape {tuple(target.shape)}"
-        )
-    if num_classes is not None:
-        check_labels(target, "target", num_classes=num_classes)
-    return target
-
-
-def _check_class_matrix(matrix: Any, name: str, dim: int) -> int:
-    """A finite (K, d) class matrix with K ≥ 2 and d equal to the feature dimension; returns K."""
-    check_matrix(matrix, name)
-    if matrix.shape[1] != dim:
-        raise ValueError(
-            f"`{name}` must have shape (K, {dim}) to match the feature dimension of `features`; "
-            f"got shape {tuple(matrix.shape)}"
-        )
-    if matrix.shape[0] < 2:
-        raise ValueError(f"`{name}` must have at least 2 rows (one per class); got shape {tuple(matrix.shape)}")
-    return int(matrix.shape[0])
-
-
-def _check_embedding_inputs(features: Any, target: Any, classes: Any, classes_name: str = "prototypes") -> int:
-    """Validate ``features`` (M, d), ``target`` (M,) and a (K, d) class matrix; return K."""
-    check_matrix(features, "features")
-    num_classes = _check_class_matrix(classes, classes_name, int(features.shape[1]))
-    _check_labels_1d(target, int(features.shape[0]), num_classes)
-    return num_classes
-
-
-def _unit_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Rows of ``x`` scaled to unit L2 norm in ``dtype`` (out of place; zero rows stay zero)."""
-    return F.normalize(x.to(dtype), p=2.0, dim=1)
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0 whose backward sums every rank's gradient for this rank's slice.
-
-    Written with ``all_reduce`` (supported by every backend, gloo included) rather than reduce-scatter.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        import torch.distributed as dist
-
-        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def _gather_batch(u: Tensor, target: Tensor, gather: bool) -> tuple[Tensor, Tensor]:
-    """All-gather features (with gradient) and labels over the default process group when ``gather``.
-
-    Without an initialised ``torch.distributed`` process group (or with one rank) the local batch is returned.
-    Every rank must contribute the same number of rows (``drop_last=True``); the gradients that every rank's
-    loss sends to a gathered row are summed on the row's owner, so DDP's gradient average equals the gradient
-    of the global-batch mean.
-    """
-    if not gather:
-        return u, target
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return u, target
-    world = dist.get_world_size()
-    sizes = [torch.zeros(1, dtype=torch.long, device=u.device) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([u.shape[0]], dtype=torch.long, device=u.device))
-    counts = [int(s) for s in sizes]
-    if len(set(counts)) > 1:
-        raise ValueError(
-            f"`gather=True` needs the same batch size on every rank; got per-rank sizes {counts} "
-            "(use drop_last=True in the data loader)"
-        )
-    labels = [torch.empty_like(target) for _ in range(world)]
-    dist.all_gather(labels, target.contiguous())
-    return _AllGatherWithGrad.apply(u), torch.cat(labels, dim=0)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------------------------------------
 
@@ -174,10 +54,8 @@ def _prepare(
 ) -> tuple[Tensor, Tensor, float]:
     """Validate; return unit features, unit prototypes (working dtype) and τ."""
     tau = check_positive(temperature, "temperature")
-    check_choice(reduction, "reduction", REDUCTIONS)
-    _check_embedding_inputs(features, target, prototypes)
-    dtype = _working_dtype(features, prototypes)
-    return _unit_rows(features, dtype), _unit_rows(prototypes, dtype), tau
+    u, w = embedding_inputs(features, target, prototypes, reduction)
+    return u, w, tau
 
 
 def normface(
@@ -216,7 +94,7 @@ def normface(
         0.1269
     """
     u, w, tau = _prepare(features, target, prototypes, temperature, reduction)
-    with _autocast_off(u.device):
+    with autocast_off(u.device):
         logits = u @ w.T / tau
         per_sample = torch.logsumexp(logits, dim=1) - logits.gather(1, target[:, None]).squeeze(1)
     return reduce_loss(per_sample, reduction)
@@ -263,10 +141,10 @@ def ntce(
         0.4621
     """
     u, w, tau = _prepare(features, target, prototypes, temperature, reduction)
-    with _autocast_off(u.device):
+    with autocast_off(u.device):
         local = u @ w.T / tau  # (M, K)
         positive = local.gather(1, target[:, None]).squeeze(1)
-        u_all, _ = _gather_batch(u, target, gather)
+        u_all, _ = gather_batch(u, target, gather)
         candidates = local.T if u_all is u else w @ u_all.T / tau  # (K, M_all): prototype c vs feature b
         per_sample = torch.logsumexp(candidates, dim=1)[target] - positive
     return reduce_loss(per_sample, reduction)
@@ -333,7 +211,7 @@ def nonl(
     u, w, tau = _prepare(features, target, prototypes, temperature, reduction)
     num_classes = w.shape[0]
     neg_inf = torch.tensor(float("-inf"), dtype=u.dtype, device=u.device)
-    with _autocast_off(u.device):
+    with autocast_off(u.device):
         local = u @ w.T / tau  # (M, K)
         positive = local.gather(1, target[:, None]).squeeze(1)
         keep = None
@@ -342,7 +220,7 @@ def nonl(
             own_class = F.one_hot(target, num_classes).bool()
             parts.append(torch.logsumexp(local.masked_fill(own_class, neg_inf), dim=1))
         if anchor in ("prototype", "both"):
-            u_all, t_all = _gather_batch(u, target, gather)
+            u_all, t_all = gather_batch(u, target, gather)
             candidates = local.T if u_all is u else w @ u_all.T / tau  # (K, M_all)
             same = t_all[None, :] == torch.arange(num_classes, device=u.device)[:, None]
             has_negative = ~same.all(dim=1)  # (K,): class c has an other-class instance in the batch
@@ -469,38 +347,26 @@ class NONLLoss(nn.Module):
 
 
 @register_term("normface")
-class NormFaceTerm(LossTerm):
+class NormFaceTerm(PrototypeTerm):
     """Objective term ``"normface"``: :func:`normface` on ``output.features`` and ``output.prototypes``."""
-
-    needs = ("features", "prototypes")
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE) -> None:
         super().__init__()
         self.loss = NormFaceLoss(temperature)
 
-    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
-        return self.loss(output.features, target, output.prototypes)
-
 
 @register_term("ntce")
-class NTCETerm(LossTerm):
+class NTCETerm(PrototypeTerm):
     """Objective term ``"ntce"``: :func:`ntce` on ``output.features`` and ``output.prototypes`` (K×d)."""
-
-    needs = ("features", "prototypes")
 
     def __init__(self, temperature: float = DEFAULT_TEMPERATURE, gather: bool = False) -> None:
         super().__init__()
         self.loss = NTCELoss(temperature, gather=gather)
 
-    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
-        return self.loss(output.features, target, output.prototypes)
-
 
 @register_term("nonl")
-class NONLTerm(LossTerm):
+class NONLTerm(PrototypeTerm):
     """Objective term ``"nonl"``: :func:`nonl` on ``output.features`` and ``output.prototypes`` (K×d)."""
-
-    needs = ("features", "prototypes")
 
     def __init__(
         self,
@@ -511,6 +377,3 @@ class NONLTerm(LossTerm):
     ) -> None:
         super().__init__()
         self.loss = NONLLoss(temperature, anchor, on_empty, gather=gather)
-
-    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
-        return self.loss(output.features, target, output.prototypes)

@@ -32,9 +32,15 @@ from .._validation import (
     validation,
 )
 from ..output import HeadOutput
-from ._common import DEFAULT_IGNORE_INDEX, flatten_class_dim, prepare_logits_target, reduce_loss
-from ._terms import register_term
-from .cross_entropy import _ClassWeighted, _LogitTerm
+from ._common import (
+    DEFAULT_IGNORE_INDEX,
+    LogitLossModule,
+    flatten_class_dim,
+    logit_loss,
+    prepare_logits_target,
+    reduce_loss,
+)
+from ._terms import LogitTerm, register_term
 
 __all__ = ["OCCELoss", "RCELoss", "ce_occe", "occe", "rce", "weighted_ce_occe"]
 
@@ -195,13 +201,13 @@ def rce(
         >>> bool(torch.isclose(rce(-z, y), occe(z, y) + torch.log(torch.tensor(2.0))))
         True
     """
-    z, t, valid, batch_shape = prepare_logits_target(
-        logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction
-    )
-    log_p = F.log_softmax(z, dim=1)
-    off_target = log_p.sum(dim=1) - log_p.gather(1, t.unsqueeze(1)).squeeze(1)
-    per_sample = -off_target / (z.shape[1] - 1)
-    return reduce_loss(per_sample, reduction, target=t, valid=valid, weight=weight, batch_shape=batch_shape)
+
+    def rows(z: Tensor, t: Tensor) -> Tensor:
+        log_p = F.log_softmax(z, dim=1)
+        off_target = log_p.sum(dim=1) - log_p.gather(1, t.unsqueeze(1)).squeeze(1)
+        return -off_target / (z.shape[1] - 1)
+
+    return logit_loss(rows, logits, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -507,7 +513,18 @@ def weighted_ce_occe(
 # --------------------------------------------------------------------------------------------------------
 
 
-class OCCELoss(_ClassWeighted):
+class _OCCEOptions:
+    """``eps`` of OCCE (None = exact), shared by :class:`OCCELoss` and the ``"occe"`` term."""
+
+    loss_fn = staticmethod(occe)
+    hyperparameters = ("eps",)
+
+    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = None if eps is None else check_positive(eps, "eps")
+
+
+class OCCELoss(_OCCEOptions, LogitLossModule):
     """Module form of :func:`occe`: ``OCCELoss(eps=None, weight=None, ignore_index=-100,
     reduction="mean")(logits, target, anticlass_target=None)``.
 
@@ -517,15 +534,11 @@ class OCCELoss(_ClassWeighted):
         0.4055
     """
 
-    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.eps = None if eps is None else check_positive(eps, "eps")
-
     def forward(self, logits: Tensor, target: Tensor, anticlass_target: Tensor | None = None) -> Tensor:
-        return occe(logits, target, anticlass_target=anticlass_target, eps=self.eps, **self._options())
+        return self._loss(logits, target, anticlass_target=anticlass_target)
 
 
-class RCELoss(_ClassWeighted):
+class RCELoss(LogitLossModule):
     """Module form of :func:`rce` (predict with argmin of the logits).
 
     Example:
@@ -534,12 +547,11 @@ class RCELoss(_ClassWeighted):
         1.0986
     """
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return rce(logits, target, **self._options())
+    loss_fn = staticmethod(rce)
 
 
 @register_term("occe")
-class OCCETerm(_LogitTerm):
+class OCCETerm(_OCCEOptions, LogitTerm):
     """Objective term ``"occe"``: :func:`occe` (KL form), weight γ in the objective (Eq. 8).
 
     Reads the optional context key ``anticlass_target`` (soft targets, Appendix A.1.1). For a dual head
@@ -549,18 +561,13 @@ class OCCETerm(_LogitTerm):
 
     context_keys = ("anticlass_target",)
 
-    def __init__(self, eps: float | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.eps = None if eps is None else check_positive(eps, "eps")
-
     def compute(self, output: HeadOutput, target: Tensor, anticlass_target: Tensor | None = None) -> Tensor:
         logits = output.logits if output.anti_logits is None else -output.anti_logits
-        return occe(logits, target, anticlass_target=anticlass_target, eps=self.eps, **self._options())
+        return self._loss(logits, target, anticlass_target=anticlass_target)
 
 
 @register_term("rce")
-class RCETerm(_LogitTerm):
+class RCETerm(LogitTerm):
     """Objective term ``"rce"``: :func:`rce` of ``output.logits`` (the model then predicts argmin z)."""
 
-    def compute(self, output: HeadOutput, target: Tensor) -> Tensor:
-        return rce(output.logits, target, **self._options())
+    loss_fn = staticmethod(rce)

@@ -16,16 +16,13 @@ Sources:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_positive, check_tensor
-from ..output import HeadOutput
-from ._common import REDUCTIONS, reduce_loss
-from ._terms import LossTerm, register_term
-from .normalized import _autocast_off, _check_embedding_inputs, _check_labels_1d, _unit_rows, _working_dtype
+from ._common import REDUCTIONS, check_count, reduce_loss
+from ._features import autocast_off, check_labels_1d, embedding_inputs
+from ._terms import PrototypeTerm, register_term
 
 __all__ = [
     "DotRegressionLoss",
@@ -70,11 +67,9 @@ def prototype_alignment(
         >>> float(prototype_alignment(torch.tensor([[2.0, 0.0], [0.0, -1.0]]), torch.tensor([0, 1]), p))
         4.0
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
-    _check_embedding_inputs(features, target, prototypes)
-    dtype = _working_dtype(features, prototypes)
-    with _autocast_off(features.device):
-        cos = (_unit_rows(features, dtype) * _unit_rows(prototypes, dtype)[target]).sum(dim=1)
+    u, p = embedding_inputs(features, target, prototypes, reduction)
+    with autocast_off(features.device):
+        cos = (u * p[target]).sum(dim=1)
         return reduce_loss((1.0 - cos).square(), reduction)
 
 
@@ -102,12 +97,9 @@ def class_scaling_factors(target: Tensor, num_classes: int, *, dtype: torch.dtyp
         >>> class_scaling_factors(torch.tensor([0, 0, 0, 1]), 3).tolist()  # γ_b = 4/2 = 2
         [0.8164966106414795, 1.4142135381698608, 1.0]
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"`num_classes` must be an int; got {type(num_classes).__name__}")
-    if num_classes < 2:
-        raise ValueError(f"`num_classes` must be >= 2; got {num_classes}")
+    check_count(num_classes, "num_classes", 2)
     check_tensor(target, "target", ndim=1, integer=True)
-    _check_labels_1d(target, int(target.shape[0]), num_classes)
+    check_labels_1d(target, int(target.shape[0]), num_classes)
     if not dtype.is_floating_point:
         raise TypeError(f"`dtype` must be a floating-point dtype; got {dtype}")
     counts = torch.bincount(target, minlength=num_classes).to(dtype)
@@ -157,10 +149,9 @@ def dot_regression(
         >>> float(dot_regression(h, torch.tensor([0, 1]), p))  # mean(½·(0 − 1)²/1, 0) with E_c = 1
         0.25
     """
-    check_choice(reduction, "reduction", REDUCTIONS)
     lam = check_positive(feature_norm_weight, "feature_norm_weight", strict=False)
-    num_classes = _check_embedding_inputs(features, target, prototypes)
-    dtype = _working_dtype(features, prototypes)
+    h, w_star = embedding_inputs(features, target, prototypes, reduction, normalize=False)
+    num_classes, dtype = w_star.shape[0], h.dtype
     if isinstance(class_scaling, Tensor):
         check_tensor(class_scaling, "class_scaling", ndim=1, floating=True, finite=True)
         if class_scaling.shape[0] != num_classes:
@@ -174,9 +165,8 @@ def dot_regression(
     else:
         raise TypeError(f"`class_scaling` must be a bool or a (K,) tensor; got {type(class_scaling).__name__}")
 
-    with _autocast_off(features.device):
-        h = features.to(dtype)
-        w = prototypes.to(dtype)[target]
+    with autocast_off(features.device):
+        w = w_star[target]
         if scales is not None:
             w = w * scales.to(device=h.device, dtype=dtype)[target][:, None]
         h_len = h.detach().norm(dim=1).clamp_min(NORM_FLOOR)
@@ -248,30 +238,20 @@ class DotRegressionLoss(nn.Module):
 
 
 @register_term("proto_align", aliases=("hpn", "dl2pa"))
-class PrototypeAlignmentTerm(LossTerm):
+class PrototypeAlignmentTerm(PrototypeTerm):
     """Objective term ``"proto_align"`` (aliases ``"hpn"``, ``"dl2pa"``): :func:`prototype_alignment`, summed
     over the batch, on ``output.features`` and ``output.prototypes`` (class order, assignment applied)."""
-
-    needs = ("features", "prototypes")
 
     def __init__(self, reduction: str = ALIGNMENT_REDUCTION) -> None:
         super().__init__()
         self.loss = PrototypeAlignmentLoss(reduction=reduction)
 
-    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
-        return self.loss(output.features, target, output.prototypes)
-
 
 @register_term("dot_regression", aliases=("dr", "etf_dr"))
-class DotRegressionTerm(LossTerm):
+class DotRegressionTerm(PrototypeTerm):
     """Objective term ``"dot_regression"`` (aliases ``"dr"``, ``"etf_dr"``): :func:`dot_regression` on
     ``output.features`` and ``output.prototypes`` (the fixed ETF, K×d)."""
-
-    needs = ("features", "prototypes")
 
     def __init__(self, class_scaling: bool = True, feature_norm_weight: float = 0.0) -> None:
         super().__init__()
         self.loss = DotRegressionLoss(class_scaling, feature_norm_weight=feature_norm_weight)
-
-    def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
-        return self.loss(output.features, target, output.prototypes)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validation import check_choice, check_positive, check_tensor
-from ..robustness._model import model_device, output_logits
+from ..output import logits_of
+from ..robustness._model import model_device
 
 __all__ = [
     "JACOBIAN_ABS_TOL",
@@ -111,7 +112,7 @@ def _patch_geometry(input_patch: Any, spatial: tuple[int, int]) -> tuple[int, in
 def _hook_output(output: Any, name: str) -> Tensor:
     if isinstance(output, tuple | list) and output and isinstance(output[0], Tensor):
         return output[0]
-    return output_logits(output, f"the output of layer {name!r}")
+    return logits_of(output, f"the output of layer {name!r}")
 
 
 def _basis(start: int, stop: int, size: int, like: Tensor) -> Tensor:
@@ -261,7 +262,7 @@ def jacobian_rank(
                 out = net(full)
                 res = [captured[k].reshape(-1) for k in layer_names]
                 if include_output:
-                    res.append(output_logits(out).reshape(-1))
+                    res.append(logits_of(out).reshape(-1))
                 return tuple(res)
 
             for name, jac in zip(names, _jacobians(fn, z, chunk_size)):

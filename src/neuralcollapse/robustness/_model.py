@@ -1,34 +1,19 @@
-"""Model plumbing shared by the robustness tools and the Jacobian rank: read logits from whatever a model
-returns, and evaluate a model in eval mode with frozen parameters without leaving a trace on it."""
+"""Model plumbing shared by the robustness tools and the Jacobian rank: the device of a model, and evaluation
+in eval mode with frozen parameters that leaves no trace on the model. Reading the logits from whatever a model
+returns is :func:`neuralcollapse.output.logits_of` (re-exported here as ``output_logits``)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
+
+from ..output import logits_of as output_logits
 
 __all__ = ["eval_frozen", "model_device", "output_logits"]
-
-
-def output_logits(output: Any, name: str = "model output") -> Tensor:
-    """The logits in a model's output: a tensor itself, a ``HeadOutput`` (or anything with a tensor
-    ``.logits``), or a mapping with a ``"logits"`` key (the LPC reference's ``"x_output"`` too)."""
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, Tensor):
-        return logits
-    if isinstance(output, Mapping):
-        for key in ("logits", "x_output"):
-            if isinstance(output.get(key), Tensor):
-                return output[key]
-    raise TypeError(
-        f"{name} must be a logits tensor, a HeadOutput or a mapping with a 'logits' entry; "
-        f"got {type(output).__name__} (wrap the model so that it returns the logits)"
-    )
 
 
 def model_device(model: Callable[..., Any]) -> torch.device | None:

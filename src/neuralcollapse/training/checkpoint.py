@@ -129,6 +129,12 @@ class RunCheckpoint(Checkpoint):
     def last_path(self) -> Path:
         return self.dirpath / LAST_CHECKPOINT
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # A process killed while writing leaves its temporary file behind (never the checkpoint itself).
+        if trainer.is_global_zero and self.dirpath.is_dir():
+            for stale in self.dirpath.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
+
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
             return

@@ -88,8 +88,11 @@ class TrainConfig:
     class_balanced: bool = False
     classes_per_batch: int | None = None
     samples_per_class: int | None = None
-    #: training subset for smoke runs (first n samples after the splits); None = all.
+    #: training subset for smoke runs (a seeded subset of n samples after the splits); None = all.
     train_subset: int | None = None
+    #: keep the in-memory data on the accelerator (batches are gathered there, no per-batch host→device copy):
+    #: True, False or "auto" (on CUDA when the data fit in DATA_ON_DEVICE_MAX_BYTES).
+    data_on_device: bool | str = "auto"
 
     # --- model and objective ---------------------------------------------------------------------------
     model: str = "mlp"
@@ -351,7 +354,7 @@ def _check_number(value: Any, name: str, *, low: float | None = None, high: floa
 def _check_choice(value: Any, name: str, choices: Iterable[str], hint: str = "") -> None:
     choices = tuple(choices)
     if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
+        close = difflib.get_close_matches(str(value), [c for c in choices if isinstance(c, str)], n=1)
         extra = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}{extra}{hint}")
 
@@ -379,6 +382,8 @@ def validate_config(config: TrainConfig, *, registries: bool = True) -> TrainCon
     _check_choice(c.precision, "precision", PRECISIONS)
     _check_choice(c.pad_mode, "pad_mode", PAD_MODES)
     _check_choice(c.lr_scaling, "lr_scaling", LR_SCALINGS)
+    _check_choice(c.data_on_device, "data_on_device", (True, False, "auto"))
+    _check_choice(c.channels_last, "channels_last", (True, False, "auto"))
     for group in c.constant_lr_groups:
         _check_choice(group, "constant_lr_groups", LR_GROUPS)
     for name in ("epochs", "batch_size", "eval_batch_size", "lr_reference_batch", "num_nodes", "val_every"):
@@ -606,8 +611,15 @@ def head_fields(head: str) -> frozenset[str]:
 
         module = heads.create(key, in_features=_PROBE_DIM, num_classes=_PROBE_CLASSES)
         module.eval()
-        with torch.no_grad():
-            out = module(torch.randn(2 * _PROBE_CLASSES, _PROBE_DIM, generator=torch.Generator().manual_seed(0)))
+        try:
+            with torch.no_grad():
+                out = module(torch.randn(2 * _PROBE_CLASSES, _PROBE_DIM, generator=torch.Generator().manual_seed(0)))
+        except (ValueError, RuntimeError) as err:
+            trainable = [n for n in heads.names() if n != key]
+            raise ValueError(
+                f"head {head!r} cannot be trained by gradient descent in a run (its forward needs a fitting pass "
+                f"first: {err}); trainable heads: {', '.join(trainable)}"
+            ) from None
         _PROBE_CACHE[key] = frozenset(
             f.name for f in dataclasses.fields(HeadOutput) if f.name != "extras" and getattr(out, f.name) is not None
         )

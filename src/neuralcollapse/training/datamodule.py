@@ -23,6 +23,9 @@ __all__ = ["CollapseDataModule", "DataUnavailableError", "load_data"]
 
 #: Fixed seed of the evaluation loaders' order (shuffled so that no batch holds a single class).
 EVAL_ORDER_SEED = 1234
+#: ``data_on_device="auto"`` keeps the data on a CUDA device when all splits together are at most this size
+#: (CIFAR-100 as uint8: 0.18 GB; TinyImageNet: 1.35 GB).
+DATA_ON_DEVICE_MAX_BYTES = 4 * 1024**3
 
 
 class DataUnavailableError(FileNotFoundError):
@@ -116,6 +119,7 @@ class CollapseDataModule(L.LightningDataModule):
         self.info: DataInfo | None = None
         self._train_loader: Any = None
         self._epoch = 0
+        self._on_device: dict[int, Tensor] = {}
 
     def load(self) -> DataInfo:
         """Load the data (once) and return its :class:`DataInfo`."""
@@ -135,12 +139,37 @@ class CollapseDataModule(L.LightningDataModule):
             return 0, 1
         return int(trainer.global_rank), int(trainer.world_size)
 
+    def _device(self) -> torch.device | None:
+        """The accelerator to keep the data on, or None (CPU data, batches copied by Lightning)."""
+        trainer = self.trainer
+        choice = self.config.data_on_device
+        if trainer is None or choice is False:
+            return None
+        device = trainer.strategy.root_device
+        if device.type != "cuda":
+            return None
+        if choice == "auto":
+            splits = [t for t in (self.splits.train_x, self.splits.test_x, self.splits.val_x) if t is not None]
+            if sum(t.element_size() * t.numel() for t in splits) > DATA_ON_DEVICE_MAX_BYTES:
+                return None
+        return device
+
+    def _place(self, t: Tensor) -> Tensor:
+        """``t`` on the data device (moved once and cached), else unchanged."""
+        device = self._device()
+        if device is None:
+            return t
+        key = id(t)
+        if key not in self._on_device:
+            self._on_device[key] = t.to(device)
+        return self._on_device[key]
+
     def _loader(self, x: Tensor, y: Tensor, *, batch_size: int, shuffle: bool, drop_last: bool, seed: int) -> Any:
         from ..data.samplers import TensorBatchLoader
 
         rank, world = self._world()
-        return TensorBatchLoader(x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                                 rank=rank, world_size=world)
+        return TensorBatchLoader(self._place(x), self._place(y), batch_size=batch_size, shuffle=shuffle,
+                                 drop_last=drop_last, seed=seed, rank=rank, world_size=world)
 
     def train_dataloader(self) -> Any:
         self.load()
@@ -180,7 +209,7 @@ class CollapseDataModule(L.LightningDataModule):
         per_batch, per_class = self._balanced_shape()
         rank, world = self._world()
         sampler = ClassBalancedBatchSampler(y, per_batch, per_class, world_size=world, rank=rank, seed=cfg.seed)
-        return TensorBatchLoader(x, y, batch_sampler=sampler)
+        return TensorBatchLoader(self._place(x), self._place(y), batch_sampler=sampler)
 
     def _eval_loader(self, x: Tensor, y: Tensor) -> Any:
         return self._loader(x, y, batch_size=self.config.eval_batch_size, shuffle=True, drop_last=False,

@@ -17,7 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DEFAULT_DETECTORS", "Representations", "evaluate_checkpoint", "extract", "print_evaluation"]
+__all__ = [
+    "DEFAULT_DETECTORS",
+    "Representations",
+    "evaluate_checkpoint",
+    "extract",
+    "load_module",
+    "print_evaluation",
+]
 
 #: The ten detectors of the OCCE paper's OOD study (OpenOOD v1.5 defaults; methods.md §10).
 DEFAULT_DETECTORS = ("msp", "odin", "rmds", "ebo", "vim", "knn", "dice", "she", "relation", "scale")
@@ -68,12 +75,21 @@ def _resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def _load_module(path: Path, device: str | None) -> Any:
+def load_module(path: str | Path, device: str | None = None) -> tuple[Any, Any, int]:
+    """Rebuild the :class:`CollapseModule` of a checkpoint (or run folder) in eval mode.
+
+    Returns:
+        ``(module, TrainConfig, completed epochs)``.
+
+    Raises:
+        FileNotFoundError / CorruptCheckpointError: missing or unreadable checkpoint.
+    """
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
     from .module import CollapseModule
     from .network import DataInfo
 
+    path = _resolve_checkpoint(path)
     ckpt = load_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     config = TrainConfig.from_dict(hp["config"], source=str(path))
@@ -147,7 +163,7 @@ def evaluate_checkpoint(
     from .datamodule import load_data
 
     path = _resolve_checkpoint(checkpoint)
-    module, config, epoch = _load_module(path, device)
+    module, config, epoch = load_module(path, device)
     if osr and config.osr_known is None:
         raise ValueError("--osr needs a run trained on known classes (--osr-known K); this run used all classes")
     names = list(detectors) if detectors else list(DEFAULT_DETECTORS)
@@ -257,3 +273,6 @@ def print_evaluation(report: dict[str, Any]) -> None:
         for det, why in report.get("ood_skipped", {}).items():
             console.print(f"[dim]skipped {det}: {why}[/dim]")
     console.print(f"written: {report.get('written')}")
+
+
+_load_module = load_module  # former private name, kept for callers that used it

@@ -215,12 +215,15 @@ def plot_metrics(rows: Sequence[Mapping[str, float]], folder: str | os.PathLike)
                 if positive:
                     ax.plot([p[0] for p in positive], [p[1] for p in positive], marker=".",
                             label=stage.replace("_nc", ""))
-            ax.set_yscale("log")
             ax.set_title(metric)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_lines():
+                ax.set_yscale("log")
+                ax.legend(fontsize=7)
+            else:  # every value is 0 (perfect collapse): nothing to draw on a log scale
+                ax.text(0.5, 0.5, "0 at every epoch", ha="center", va="center", transform=ax.transAxes)
         fig.tight_layout()
         path = folder / "neural_collapse.png"
         fig.savefig(path, dpi=110)

@@ -1,0 +1,162 @@
+"""The documentation cannot rot: every ```python block of docs/guide.md runs, and docs/api.md lists exactly the
+public names of each subpackage.
+
+The guide's blocks are executed in order in one namespace (later blocks use names defined earlier), in a
+temporary working directory (blocks that train write a run folder). A block whose first line is
+``# doctest: skip`` is shown to the reader but not run: reserved for blocks that need data files that are not
+shipped, a GPU, or more than a few seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+GUIDE = DOCS / "guide.md"
+API = DOCS / "api.md"
+
+SKIP_MARK = "# doctest: skip"
+#: Budget of the whole guide run (the test-suite budget of this file is 30 s on 2 cores).
+GUIDE_BUDGET_S = 30.0
+
+#: Subpackages documented in docs/api.md, in its order.
+API_PACKAGES = (
+    "neuralcollapse",
+    "neuralcollapse.losses",
+    "neuralcollapse.heads",
+    "neuralcollapse.metrics",
+    "neuralcollapse.ood",
+    "neuralcollapse.openset",
+    "neuralcollapse.robustness",
+    "neuralcollapse.models",
+    "neuralcollapse.data",
+    "neuralcollapse.schedules",
+    "neuralcollapse.training",
+    "neuralcollapse.experiments",
+    "neuralcollapse.bench",
+)
+
+_FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def python_blocks(text: str) -> list[tuple[int, str]]:
+    """``(first line number of the code, code)`` of every ```python block, in order."""
+    blocks = []
+    for m in _FENCE.finditer(text):
+        line = text.count("\n", 0, m.start(1)) + 1
+        blocks.append((line, m.group(1)))
+    return blocks
+
+
+def _registries() -> list:
+    from neuralcollapse import data, heads, losses, models, ood
+
+    return [losses.TERMS, ood.DETECTORS, heads.HEADS, models.MODELS, data.DATASETS]
+
+
+def test_extractor_finds_blocks_and_skip_marks():
+    text = "intro\n```python\nx = 1\n```\ntext\n```python\n# doctest: skip\nboom()\n```\n```bash\nls\n```\n"
+    blocks = python_blocks(text)
+    assert [line for line, _ in blocks] == [3, 7]
+    assert blocks[0][1] == "x = 1\n"
+    assert blocks[1][1].splitlines()[0] == SKIP_MARK
+
+
+def test_guide_blocks_run(tmp_path, monkeypatch):
+    text = GUIDE.read_text(encoding="utf-8")
+    blocks = python_blocks(text)
+    assert len(blocks) >= 30, "the guide lost its examples"
+    runnable = [(line, code) for line, code in blocks if code.lstrip().splitlines()[0].strip() != SKIP_MARK]
+    assert len(runnable) >= 0.8 * len(blocks), "too many skipped blocks: the guide would not be checked"
+
+    # the guide registers an example loss term: restore every registry afterwards
+    for registry in _registries():
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+        monkeypatch.setattr(registry, "_aliases", dict(registry._aliases))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEURALCOLLAPSE_RUN_DIR", raising=False)
+    monkeypatch.delenv("NEURALCOLLAPSE_DATA_DIR", raising=False)
+    torch.manual_seed(0)
+    namespace: dict = {"__name__": "__guide__"}
+    start = time.perf_counter()
+    for line, code in runnable:
+        # padded so that tracebacks show the line numbers of docs/guide.md itself
+        source = "\n" * (line - 1) + code
+        try:
+            exec(compile(source, str(GUIDE), "exec"), namespace)  # the guide's own code
+        except Exception as exc:  # pragma: no cover - the message is the point
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(GUIDE)]
+            where = frames[-1].lineno if frames else line
+            raise AssertionError(
+                f"docs/guide.md line {where} (block starting at line {line}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    elapsed = time.perf_counter() - start
+    assert elapsed < GUIDE_BUDGET_S, f"the guide's examples took {elapsed:.1f} s (budget {GUIDE_BUDGET_S} s)"
+
+
+def _first_line(obj: object) -> str:
+    doc = getattr(obj, "__doc__", None) if callable(obj) or hasattr(obj, "__all__") else None
+    return (doc or "").strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def test_api_index_lists_exactly_the_public_names():
+    text = API.read_text(encoding="utf-8")
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
+    documented: dict[str, set[str]] = {}
+    for section in sections:
+        title = section.splitlines()[0].strip().strip("`")
+        documented[title] = set(re.findall(r"^\| `([A-Za-z_][\w]*)`", section, flags=re.MULTILINE))
+    problems = []
+    for package in API_PACKAGES:
+        module = importlib.import_module(package)
+        public = set(module.__all__)
+        have = documented.get(package)
+        if have is None:
+            problems.append(f"{package}: no '## {package}' section")
+            continue
+        for name in sorted(public - have):
+            problems.append(f"{package}: missing | `{name}` | {_first_line(getattr(module, name, None))} |")
+        for name in sorted(have - public):
+            problems.append(f"{package}: `{name}` is documented but not in __all__ (renamed or removed?)")
+    assert not problems, "docs/api.md is out of date:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("what", "names"),
+    [
+        ("loss term", lambda: importlib.import_module("neuralcollapse.losses").term_names()),
+        ("OOD detector", lambda: importlib.import_module("neuralcollapse.ood").names()),
+        ("head", lambda: importlib.import_module("neuralcollapse.heads").names()),
+        ("backbone", lambda: importlib.import_module("neuralcollapse.models").names()),
+        ("data set", lambda: importlib.import_module("neuralcollapse.data").names()),
+        ("objective preset", lambda: list(importlib.import_module("neuralcollapse.training.presets").OBJECTIVES)),
+    ],
+)
+def test_guide_tables_cover_every_registered_name(what, names):
+    text = GUIDE.read_text(encoding="utf-8")
+    missing = [n for n in names() if f"`{n}`" not in text and f"`{n.replace('_', '-')}`" not in text]
+    assert not missing, f"docs/guide.md does not mention the {what}(s) {missing}; add them to its table"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_internal_links_resolve():
+    guide = GUIDE.read_text(encoding="utf-8")
+    outside_code = re.sub(r"^```.*?^```", "", guide, flags=re.MULTILINE | re.DOTALL)
+    anchors = {_slug(h) for h in re.findall(r"^#{1,6} (.+)$", outside_code, flags=re.MULTILINE)}
+    assert _slug("13.4 compare, report, bench") == "134-compare-report-bench"
+    links = re.findall(r"\]\(#([^)]+)\)", guide) + re.findall(r"\]\(guide\.md#([^)]+)\)", API.read_text("utf-8"))
+    assert links, "no internal links found"
+    broken = sorted({link for link in links if link not in anchors})
+    assert not broken, f"links to missing sections of docs/guide.md: {broken}"
