@@ -262,7 +262,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
         console.print(table)
     if report.get("ood"):
         sets = sorted({s for per in report["ood"].values() for s in per})
-        table = Table(title="OOD detection, AUROC % / FPR95 % (ID positive = higher score)")
+        table = Table(title="OOD detection, AUROC % / FPR95 % (OpenOOD: ID flagged when 95 % of OOD is detected)")
         table.add_column("detector")
         for s in sets:
             table.add_column(s, justify="right")
