@@ -160,3 +160,16 @@ def test_internal_links_resolve():
     assert links, "no internal links found"
     broken = sorted({link for link in links if link not in anchors})
     assert not broken, f"links to missing sections of docs/guide.md: {broken}"
+
+
+def test_relative_file_links_of_docs_and_readme_exist():
+    """Every relative Markdown link of README.md and docs/*.md points at a file of the repository."""
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text("utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.name} -> {target}")
+    assert not broken, f"broken relative links: {broken}"
