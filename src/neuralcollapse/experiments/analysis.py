@@ -70,8 +70,7 @@ def analyze_run(
     from .. import metrics
     from ..robustness import deepfool, deepfool_summary
     from ..training.datamodule import load_data
-    from ..training.evaluation import _load_module as load_module
-    from ..training.evaluation import extract
+    from ..training.evaluation import extract, load_module
 
     run = Path(run_dir)
     module, config, epoch = load_module(run / "checkpoints" / "last.ckpt", device)

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from ..training.commands import _parse_setting
+    from ..training.commands import parse_setting
     from .compare import CompareSettings, run_compare
 
     try:
@@ -58,7 +58,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             model=args.model,
             epochs=args.epochs,
             recipe=args.recipe,
-            overrides=dict(_parse_setting(s) for s in args.settings),
+            overrides=dict(parse_setting(s) for s in args.settings),
             ood_set=args.ood_set,
             detectors=[d.strip() for d in args.detectors.split(",")] if args.detectors else None,
             osr_known=args.osr_known,

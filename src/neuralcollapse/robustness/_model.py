@@ -1,6 +1,6 @@
 """Model plumbing shared by the robustness tools and the Jacobian rank: the device of a model, and evaluation
 in eval mode with frozen parameters that leaves no trace on the model. Reading the logits from whatever a model
-returns is :func:`neuralcollapse.output.logits_of` (re-exported here as ``output_logits``)."""
+returns is :func:`neuralcollapse.output.logits_of`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..output import logits_of as output_logits
-
-__all__ = ["eval_frozen", "model_device", "output_logits"]
+__all__ = ["eval_frozen", "model_device"]
 
 
 def model_device(model: Callable[..., Any]) -> torch.device | None:

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from .._registry import Registry
 from .._validation import check_labels, check_tensor, data_checks_enabled
-from ._model import eval_frozen, model_device, output_logits
+from ..output import logits_of
+from ._model import eval_frozen, model_device
 
 __all__ = [
     "CORRUPTIONS",
@@ -482,7 +483,7 @@ def corruption_accuracy(
         correct = 0
         for start in range(0, inputs.shape[0], batch_size):
             xb = transform(inputs[start : start + batch_size], start)
-            logits = output_logits(model(norm(xb.to(device))))
+            logits = logits_of(model(norm(xb.to(device))))
             yb = labels[start : start + batch_size].to(logits.device)
             correct += int((logits.argmax(dim=1) == yb).sum())
         return correct / inputs.shape[0]

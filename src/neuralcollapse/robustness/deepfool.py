@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import check_int, check_labels, check_positive, check_tensor
-from ._model import eval_frozen, model_device, output_logits
+from ..output import logits_of
+from ._model import eval_frozen, model_device
 
 __all__ = [
     "DEEPFOOL_CANDIDATES",
@@ -74,7 +75,7 @@ def _deepfool_batch(
     """DeepFool on one batch; the model is already in eval mode with frozen parameters."""
     b = x0.shape[0]
     with torch.no_grad():
-        z0 = output_logits(model(x0))
+        z0 = logits_of(model(x0))
     if z0.ndim != 2 or z0.shape[0] != b:
         raise ValueError(f"the model must return (B, K) logits; got shape {tuple(z0.shape)} for B={b}")
     if z0.shape[1] < 2:
@@ -92,7 +93,7 @@ def _deepfool_batch(
     while active.numel():
         xa = x[active].detach().requires_grad_(True)
         with torch.enable_grad():
-            z = output_logits(model(xa))
+            z = logits_of(model(xa))
             pred = z.detach().argmax(dim=1)
             adv_pred[active] = pred
             # stop per sample when the argmax over ALL classes differs from the clean label
@@ -291,7 +292,7 @@ def margin_gradient_norm(
         for s in range(0, inputs.shape[0], batch_size):
             x = inputs[s : s + batch_size].detach().to(device).requires_grad_(True)
             with torch.enable_grad():
-                z = output_logits(model(x))
+                z = logits_of(model(x))
                 if z.ndim != 2 or z.shape[1] < 2:
                     raise ValueError(f"the model must return (B, K) logits with K >= 2; got {tuple(z.shape)}")
                 y = z.detach().argmax(dim=1) if labels is None else labels[s : s + batch_size].to(z.device)

@@ -451,5 +451,3 @@ def _print_recipes(recipes: Sequence[Any]) -> None:
             if r.variants:
                 print(f"{'':32s} variants: {', '.join(r.variants)}")
 
-
-_parse_setting = parse_setting  # former private name, kept for callers that used it

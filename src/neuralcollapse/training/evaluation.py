@@ -274,5 +274,3 @@ def print_evaluation(report: dict[str, Any]) -> None:
             console.print(f"[dim]skipped {det}: {why}[/dim]")
     console.print(f"written: {report.get('written')}")
 
-
-_load_module = load_module  # former private name, kept for callers that used it
