@@ -13,7 +13,7 @@ __all__ = ["HeadOutput", "logits_of"]
 
 @dataclass
 class HeadOutput:
-    """What a classifier head returns (DESIGN.md, "The core contract").
+    """What a classifier head returns (docs/design.md, "The core contract").
 
     Attributes:
         logits: (N, K) scores that ``argmax`` predicts from. For cosine heads these are the scaled cosines.

@@ -7,7 +7,7 @@ holds only the configuration. No Lightning here: the training callbacks call the
 
 Sources: L. Sbailò, L. M. Ghiringhelli, "Latent Point Collapse on a Low Dimensional Embedding in Deep Neural
 Network Classifiers" (arXiv 2310.08224) and its reference code luigisbailo/lpc (γ schedules; ArcFace/CosFace
-ramps of the baselines) — methods.md §5, §6.2.
+ramps of the baselines) — docs/methods.md §5, §6.2.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ GAMMA_KINDS = ("geometric", "two_phase", "constant", "linear", "cosine")
 
 #: Named γ schedules (γ in the code convention of ``losses.lpc_penalty``: mean over batch and dims).
 GAMMA_PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's form, with the values of the reference version implementing it (methods.md §6.2).
+    # The paper's form, with the values of the reference version implementing it (docs/methods.md §6.2).
     "lpc-paper": {"kind": "geometric", "gamma0": 0.01, "factor": 1.05, "gamma_max": 1e6, "cap": True},
     # The same reference version's SVHN setting.
     "lpc-paper-svhn": {"kind": "geometric", "gamma0": 0.01, "factor": 1.03, "gamma_max": 1e5, "cap": True},
@@ -88,7 +88,7 @@ def _check_nonnegative(value: Any, name: str) -> float:
 class GammaSchedule:
     """The LPC penalty weight γ as a pure function of the 1-indexed epoch (applied before the epoch's training).
 
-    Kinds (methods.md §6.2; Sbailò & Ghiringhelli, luigisbailo/lpc):
+    Kinds (docs/methods.md §6.2; Sbailò & Ghiringhelli, luigisbailo/lpc):
 
     - ``"geometric"`` (the paper's form): γ_e = min(γ0·f^{e−1}, γ_max); the powers are formed by repeated
       multiplication, as the reference does. ``cap=False`` reproduces the reference, which multiplies while
@@ -288,7 +288,7 @@ class MarginValues(NamedTuple):
     margin: float
 
 
-#: The LPC paper's baseline ramps (methods.md §5; reference ``trainer.py``): s 16 → 64 (+1/epoch); ArcFace
+#: The LPC paper's baseline ramps (docs/methods.md §5; reference ``trainer.py``): s 16 → 64 (+1/epoch); ArcFace
 #: m 0.1 → 0.5 rad (+0.01/epoch); CosFace the same scale ramp, margin 0.1 → 0.35 (end point not recoverable
 #: from the paper; recorded choice).
 MARGIN_PRESETS: dict[str, dict[str, float]] = {

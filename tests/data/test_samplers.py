@@ -1,4 +1,4 @@
-"""Class-balanced batch sampler (methods.md §4.3) and the in-memory TensorBatchLoader."""
+"""Class-balanced batch sampler (docs/methods.md §4.3) and the in-memory TensorBatchLoader."""
 
 from __future__ import annotations
 

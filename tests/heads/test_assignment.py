@@ -1,4 +1,4 @@
-"""Hungarian label-to-prototype assignment and momentum class representatives (DL2PA; methods.md §7.2)."""
+"""Hungarian label-to-prototype assignment and momentum class representatives (DL2PA; docs/methods.md §7.2)."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""Fixed class-mean prototypes (SCL phase 2; methods.md §4.4)."""
+"""Fixed class-mean prototypes (SCL phase 2; docs/methods.md §4.4)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Dual head (OCCE paper §3.3; methods.md §2.5): the three read-outs against hand computations."""
+"""Dual head (OCCE paper §3.3; docs/methods.md §2.5): the three read-outs against hand computations."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Simplex ETF (methods.md §8) and the fixed-ETF head (ETF + DR, Yang et al. NeurIPS 2022)."""
+"""Simplex ETF (docs/methods.md §8) and the fixed-ETF head (ETF + DR, Yang et al. NeurIPS 2022)."""
 
 import pytest
 import torch

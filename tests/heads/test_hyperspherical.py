@@ -1,4 +1,4 @@
-"""Hyperspherical prototype head (DL2PA, CVPR 2024; methods.md §7.2–7.3): forward, momentum representatives,
+"""Hyperspherical prototype head (DL2PA, CVPR 2024; docs/methods.md §7.2–7.3): forward, momentum representatives,
 re-assignment, resume."""
 
 import pytest

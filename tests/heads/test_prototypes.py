@@ -1,4 +1,4 @@
-"""Prototype estimation (methods.md §7.1, DL2PA / HPN) and its statistics."""
+"""Prototype estimation (docs/methods.md §7.1, DL2PA / HPN) and its statistics."""
 
 import itertools
 import math

@@ -29,7 +29,7 @@ ANCHORS = ("prototype", "instance", "both")
 
 
 # --------------------------------------------------------------------------------------------------------
-# Straightforward per-sample reference (NumPy float64), written from methods.md §4.1
+# Straightforward per-sample reference (NumPy float64), written from docs/methods.md §4.1
 # --------------------------------------------------------------------------------------------------------
 
 

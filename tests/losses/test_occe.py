@@ -115,7 +115,7 @@ def test_k2_equals_cross_entropy(n, seed, scale):
 def test_official_eps_form_is_bit_compatible_and_close_to_exact():
     z, y = logits_batch(16, 10, dtype=torch.float32)
     assert torch.equal(occe(z, y, eps=OFFICIAL_EPS), official_occe(z, y))
-    # unit-scale logits: the +1e-7 shifts the value by < 1e-6 (methods.md §2.3)
+    # unit-scale logits: the +1e-7 shifts the value by < 1e-6 (docs/methods.md §2.3)
     z, y = logits_batch(16, 10, scale=1.0)
     assert abs(occe(z, y, eps=1e-7).item() - occe(z, y).item()) < 1e-6
     # at large logits the official form saturates at −log(1e−7)/… while the exact one keeps growing

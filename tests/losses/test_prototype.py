@@ -114,7 +114,7 @@ def test_dot_regression_matches_loop(seed, scaling, lam):
 
 
 def test_dot_regression_unit_features_closed_form():
-    # For unit f and unit prototypes: ½·E_c²·(cos − 1)² per sample (methods.md §7.3).
+    # For unit f and unit prototypes: ½·E_c²·(cos − 1)² per sample (docs/methods.md §7.3).
     f, _, p = batch(4, n=8, k=3)
     t = torch.tensor([0, 0, 0, 0, 0, 1, 1, 2])
     f, p = unit(f), unit(p)

@@ -1,4 +1,4 @@
-"""Independence deficit (Feng et al. 2022; methods.md §2.9) against a direct loop written from Feng's
+"""Independence deficit (Feng et al. 2022; docs/methods.md §2.9) against a direct loop written from Feng's
 ``feature_projection`` / ``run_cls_dim.py`` and on constructed low-rank cases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Jacobian numerical rank (Feng et al. 2022; OCCE A.5; methods.md §2.9) on maps of known rank and
+"""Jacobian numerical rank (Feng et al. 2022; OCCE A.5; docs/methods.md §2.9) on maps of known rank and
 against Jacobians computed directly with ``torch.autograd.functional.jacobian``."""
 
 from __future__ import annotations

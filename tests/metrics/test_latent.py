@@ -1,4 +1,4 @@
-"""LPC metrics (methods.md §6.5) against closed forms, hand cases and straightforward NumPy references
+"""LPC metrics (docs/methods.md §6.5) against closed forms, hand cases and straightforward NumPy references
 written from the LPC reference's definitions (luigisbailo/lpc ``lpc/metrics.py``)."""
 
 from __future__ import annotations

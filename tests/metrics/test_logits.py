@@ -1,4 +1,4 @@
-"""Target / non-target logit distributions (OCCE paper A.3; methods.md §2.9)."""
+"""Target / non-target logit distributions (OCCE paper A.3; docs/methods.md §2.9)."""
 
 from __future__ import annotations
 

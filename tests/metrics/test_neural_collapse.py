@@ -31,7 +31,7 @@ ALL_KEYS = (
 
 # --------------------------------------------------------------------------- reference (straight from §9)
 def reference_nc(h, y, weight=None, bias=None, logits=None, global_mean="weighted", num_classes=None):
-    """Two-pass NumPy float64 implementation of methods.md §9, written from the table (loops, pinv)."""
+    """Two-pass NumPy float64 implementation of docs/methods.md §9, written from the table (loops, pinv)."""
     h = np.asarray(h, dtype=np.float64)
     y = np.asarray(y)
     n, d = h.shape

@@ -125,7 +125,7 @@ def test_preactresnet18_parameter_count_and_final_bn():
             if (i > 0 and j == 0) or prev != w:
                 total += prev * w  # 1x1 projection, no BN
             prev = w
-    total += 2 * 512  # final BN before pooling (post-BN-ReLU features, methods.md §2.7)
+    total += 2 * 512  # final BN before pooling (post-BN-ReLU features, docs/methods.md §2.7)
     assert n_params(net) == total
     # kuangliu's PreActResNet18 (11,171,146 with a 10-class linear) has no final BN.
     assert total - 2 * 512 + 512 * 10 + 10 == 11_171_146

@@ -1,4 +1,4 @@
-"""DeepFool (Moosavi-Dezfooli et al. 2016; methods.md §6.5): closed form on affine classifiers, a small MLP,
+"""DeepFool (Moosavi-Dezfooli et al. 2016; docs/methods.md §6.5): closed form on affine classifiers, a small MLP,
 agreement of the batched and per-sample runs, and the model left exactly as found."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Synthetic CIFAR-100/ResNet-18-sized features: N = 50,000 × d = 512, K = 100 Gaussian class clusters
 (float32, CPU), a linear head (weight, bias) and its logits. Rows:
 
-- the whole NC set (all 11 keys of methods.md §9) by the functional form and by the streaming
+- the whole NC set (all 11 keys of docs/methods.md §9) by the functional form and by the streaming
   ``NeuralCollapse`` over batches of 1,024 (one pass, class means for the NCC supplied in advance as in
   epoch-to-epoch use); target: both together ≤ 5 s;
 - the functional form against a straightforward two-pass NumPy float64 implementation written here

@@ -1,6 +1,6 @@
 """Prototype benchmarks (``neuralcollapse bench losses``): estimation time and separation, Hungarian time.
 
-Targets (methods.md §7.1–7.2): ``optimize_prototypes`` K = 100, d = 64 within 10 s with max pairwise cosine
+Targets (docs/methods.md §7.1–7.2): ``optimize_prototypes`` K = 100, d = 64 within 10 s with max pairwise cosine
 ≤ 0.01; K = 10, d = 3 max cosine ≤ 0.4145 (within 0.01 of the Tammes optimum 0.4045); ``assign_prototypes``
 for K = 1000 within 0.5 s. The estimation runs on one intra-op thread by design, so its time is a single-thread
 figure whatever the process setting.

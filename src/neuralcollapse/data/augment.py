@@ -1,6 +1,6 @@
 """Batched tensor augmentation on the batch's own device (CPU or CUDA), without per-sample Python loops.
 
-Training pipelines of the papers (methods.md §2.7, §4.6, §7.3-7.4):
+Training pipelines of the papers (docs/methods.md §2.7, §4.6, §7.3-7.4):
 
 * OCCE / HPN / DL2PA: ``RandomCrop(32, padding=4)`` (OCCE: ``padding_mode="reflect"``) + horizontal flip
   → ``BatchAugment(crop_padding=4, pad_mode="reflect", flip=True)``;

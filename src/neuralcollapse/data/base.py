@@ -198,7 +198,7 @@ class DatasetSplits:
 
     def subset_classes(self, known: Sequence[int] | Tensor) -> DatasetSplits:
         """Keep only the classes ``known`` in every split; labels are remapped to their position in ``known``
-        (0 … k−1), as open-set training on the known classes needs (methods.md §11).
+        (0 … k−1), as open-set training on the known classes needs (docs/methods.md §11).
 
         Raises:
             ValueError: ``known`` empty, with duplicates, or outside [0, num_classes).

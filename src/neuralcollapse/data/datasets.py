@@ -18,7 +18,7 @@ imagefolder     ``root/train/<class>/*.png|jpg…`` and ``root/test/<class>/…`
 
 Normalisation constants are the data sets' published per-channel statistics (training split, [0, 1] scale);
 CIFAR takes ``official_normalization=True`` for the constants of the official OCCE code (CIFAR-10 mean with
-the widely copied std (0.2023, 0.1994, 0.2010), used there for CIFAR-100 too — methods.md §2.7 defect 2).
+the widely copied std (0.2023, 0.1994, 0.2010), used there for CIFAR-100 too — docs/methods.md §2.7 defect 2).
 Digits and ImageFolder data compute theirs from the training split.
 """
 

@@ -1,7 +1,7 @@
 """Batch samplers and an in-memory batch loader.
 
 * :class:`ClassBalancedBatchSampler` — the class-balanced sampler of the NTCE/NONL paper's reference code
-  (pakoromilas/nc_by_design ``main_ce.py``; methods.md §4.3), re-derived so that its promises hold exactly.
+  (pakoromilas/nc_by_design ``main_ce.py``; docs/methods.md §4.3), re-derived so that its promises hold exactly.
 * :class:`TensorBatchLoader` — batches ``(x[idx], y[idx], idx)`` gathered from in-memory tensors with one
   indexing operation per batch (no per-item ``__getitem__``), DDP-sharded like ``DistributedSampler``.
 """
@@ -38,7 +38,7 @@ def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 class ClassBalancedBatchSampler:
     """Class-balanced batches of ``classes_per_batch`` (C) distinct classes × ``samples_per_class`` (m)
-    samples per rank, built world-wide (methods.md §4.3).
+    samples per rank, built world-wide (docs/methods.md §4.3).
 
     Per epoch (deterministic in ``(seed, epoch)``; every rank computes the same plan and takes its share):
 

@@ -1,7 +1,7 @@
 """Derived splits: stratified hold-out, long-tail subsampling, open-set (known / unknown classes) and
 in-distribution / out-of-distribution test pairs.
 
-Long tail (methods.md §7.4, §4.6): class c ∈ {0 … K−1} keeps n_c = ⌊n_max·ρ^{c/(K−1)}⌋ training samples, ρ =
+Long tail (docs/methods.md §7.4, §4.6): class c ∈ {0 … K−1} keeps n_c = ⌊n_max·ρ^{c/(K−1)}⌋ training samples, ρ =
 the imbalance ratio n_min/n_max (0.01 = "imbalance factor 100"). The floor and the choice of samples follow
 the LDAM-DRW code (K. Cao et al., NeurIPS 2019, ``imbalance_cifar.py``) that DL2PA and the ETF long-tail code
 reuse: ``int(n_max * ρ ** (c / (K − 1.0)))`` and, with ``np.random.seed(seed)``, each class's indices shuffled
@@ -188,7 +188,7 @@ def _known_classes(num_classes: int, num_known: int, seed: int) -> list[int]:
 
 @dataclass(repr=False)
 class OpenSetSplits:
-    """Open-set recognition data (methods.md §11).
+    """Open-set recognition data (docs/methods.md §11).
 
     Attributes:
         closed: the known classes only, every split, labels remapped to 0 … k−1 (train on this; its test split

@@ -5,7 +5,7 @@ extracts representations of the (un-augmented) training and test splits in eval 
 ``analysis.json`` (scalar figures by section) and ``analysis_arrays.npz`` (logit samples, the
 independence-deficit curve, a 2-D embedding). Sections:
 
-- ``summary``: accuracies, neural-collapse metrics of the training features (methods.md §9), the spread of
+- ``summary``: accuracies, neural-collapse metrics of the training features (docs/methods.md §9), the spread of
   the non-target logits (OCCE paper, Appendix A.3);
 - ``latent``: LPC metrics of the test features (§6.5: Σ_W, separation ratio, CV of norms, KL entropy,
   binarity) and DeepFool robustness on a seeded test subset;

@@ -1,6 +1,6 @@
 """Head registry, the shared base class and small helpers of the heads package.
 
-A head maps backbone features ``h`` (N, d) to a :class:`~neuralcollapse.output.HeadOutput` (DESIGN.md, "The core
+A head maps backbone features ``h`` (N, d) to a :class:`~neuralcollapse.output.HeadOutput` (docs/design.md, "The core
 contract"). Every head is built as ``Head(in_features, num_classes, **kw)`` and exposes ``in_features``,
 ``num_classes``, ``weight`` (K, d') and ``bias`` (K or None) where d' is the width of ``HeadOutput.features``.
 """

@@ -1,7 +1,7 @@
 """Label-to-prototype assignment (Hungarian) and momentum class representatives for DL2PA.
 
 M. S. Ebrahimi Saadabadi, A. Dabouei, S. Rahimi Malakshan, N. M. Nasrabadi, "Hyperspherical Classification with
-Dynamic Label-to-Prototype Assignment", CVPR 2024, §3.3 (reference msed-Ebrahimi/DL2PA_CVPR24); methods.md §7.2.
+Dynamic Label-to-Prototype Assignment", CVPR 2024, §3.3 (reference msed-Ebrahimi/DL2PA_CVPR24); docs/methods.md §7.2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ._base import one_thread, unit_rows
 
 __all__ = ["DEFAULT_MOMENTUM", "assign_prototypes", "update_class_representatives"]
 
-#: Momentum m of the class representatives (DL2PA, §3.3; methods.md §7.2).
+#: Momentum m of the class representatives (DL2PA, §3.3; docs/methods.md §7.2).
 DEFAULT_MOMENTUM = 0.9
 
 
@@ -76,7 +76,7 @@ def update_class_representatives(
     lam: float = 1.0,
     all_reduce: bool = False,
 ) -> Tensor:
-    """One momentum update of the unit class representatives q_c (DL2PA §3.3; methods.md §7.2). Out of place.
+    """One momentum update of the unit class representatives q_c (DL2PA §3.3; docs/methods.md §7.2). Out of place.
 
     Default rule: for every class c present in the batch, x̄_c = mean of the normalised (detached) features of
     class c and q_c ← normalise(m·q_c + (1 − m)·λ·x̄_c); absent classes are unchanged. With ``all_reduce`` the

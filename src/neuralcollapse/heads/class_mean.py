@@ -1,7 +1,7 @@
 """Fixed class-mean prototypes: phase 2 of supervised contrastive learning with class-mean prototypes.
 
 P. Koromilas, T. Giannakopoulos, M. A. Nicolaou, Y. Panagakis, "Neural Collapse by Design: Learning Class
-Prototypes on the Hypersphere", ICML 2026, §4.4 of methods.md (reference pakoromilas/nc_by_design): after SupCon
+Prototypes on the Hypersphere", ICML 2026, §4.4 of docs/methods.md (reference pakoromilas/nc_by_design): after SupCon
 training, one pass over the training set gives μ_c = normalise(Σ_{y_i=c} z_i) with z the normalised projection
 output; prediction argmax_c μ_cᵀz(x), no training.
 """

@@ -2,7 +2,7 @@
 
 F. Wang, X. Xiang, J. Cheng, A. L. Yuille, "NormFace: L2 Hypersphere Embedding for Face Verification", ACM MM
 2017; P. Koromilas et al., "Neural Collapse by Design: Learning Class Prototypes on the Hypersphere", ICML 2026
-(methods.md §4.1; reference pakoromilas/nc_by_design). Used with the ``normface``, ``ntce``, ``nonl``,
+(docs/methods.md §4.1; reference pakoromilas/nc_by_design). Used with the ``normface``, ``ntce``, ``nonl``,
 ``arcface`` and ``cosface`` loss terms, which read ``features`` and ``prototypes``.
 """
 
@@ -17,7 +17,7 @@ from ._base import HEADS, Head, reset_linear_, unit_rows
 
 __all__ = ["DEFAULT_TEMPERATURE", "CosineHead"]
 
-#: τ of NormFace/NTCE/NONL in the nc_by_design reference (methods.md §4.3).
+#: τ of NormFace/NTCE/NONL in the nc_by_design reference (docs/methods.md §4.3).
 DEFAULT_TEMPERATURE = 0.2
 
 
@@ -25,7 +25,7 @@ DEFAULT_TEMPERATURE = 0.2
 class CosineHead(Head):
     """Cosine classifier: u = h/‖h‖, w_c = W_c/‖W_c‖ (recomputed every forward), s_c = w_cᵀu, no bias.
 
-    Logits are s/τ (``temperature``, default τ = 0.2, methods.md §4.3) or s·``scale`` (give one of the two).
+    Logits are s/τ (``temperature``, default τ = 0.2, docs/methods.md §4.3) or s·``scale`` (give one of the two).
     Prediction argmax_c s_c (Koromilas et al. 2026, §4.1; Wang et al. 2017, Eq. 4 with scale s = 1/τ).
 
     Args:

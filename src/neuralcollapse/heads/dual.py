@@ -1,7 +1,7 @@
 """Decoupled dual head: a CE classifier and an independent anti-class classifier on one backbone.
 
 D. Katsikas, N. Passalis, A. Tefas, "Inducing Neural Collapse via Anticlasses and One-Cold Cross-Entropy Loss",
-IEEE TNNLS 2025 (ICLR 2025 submission numbering: §3.3, Fig. 8); methods.md §2.5. Trained with
+IEEE TNNLS 2025 (ICLR 2025 submission numbering: §3.3, Fig. 8); docs/methods.md §2.5. Trained with
 ``Objective.parse("ce+occe")``: the ``occe`` term reads ``anti_logits`` when present (CE(z, y) + γ·occe(−z̄, y)).
 """
 
@@ -17,7 +17,7 @@ from ._base import HEADS, Head, reset_linear_, working_dtype
 
 __all__ = ["DUAL_PREDICTIONS", "DualHead", "dual_head_probabilities", "dual_head_scores"]
 
-#: The three predictions of the dual head (methods.md §2.5); each has a (prediction, MSP-style score) pair.
+#: The three predictions of the dual head (docs/methods.md §2.5); each has a (prediction, MSP-style score) pair.
 DUAL_PREDICTIONS: tuple[str, ...] = ("ce", "occe", "combined")
 #: Default prediction of :class:`DualHead` (the CE head, as in the paper's main tables).
 DEFAULT_PREDICT = "ce"
@@ -35,7 +35,7 @@ def _check_pair(logits: Tensor, anti_logits: Tensor) -> None:
 
 
 def dual_head_probabilities(logits: Tensor, anti_logits: Tensor) -> dict[str, Tensor]:
-    """The three class-score matrices of the dual head (OCCE paper §3.3; methods.md §2.5).
+    """The three class-score matrices of the dual head (OCCE paper §3.3; docs/methods.md §2.5).
 
     With z the CE-head logits, z̄ the anti-class head's raw output and q = softmax(z̄):
 
@@ -74,14 +74,14 @@ def dual_head_probabilities(logits: Tensor, anti_logits: Tensor) -> dict[str, Te
 
 
 def dual_head_scores(logits: Tensor, anti_logits: Tensor, kind: str = DEFAULT_PREDICT) -> tuple[Tensor, Tensor]:
-    """Prediction and MSP-style confidence of one of the dual head's three read-outs (methods.md §2.5).
+    """Prediction and MSP-style confidence of one of the dual head's three read-outs (docs/methods.md §2.5).
 
     - ``"ce"``: class argmax z, score max softmax(z) (MSP).
     - ``"occe"``: class argmax softmax(−z̄) = argmin z̄, score max softmax(−z̄).
     - ``"combined"``: class argmax ŷ_comb, score max ŷ_comb ∈ [−1, 1), ŷ_comb = softmax(z) − q/max q,
       q = softmax(z̄).
 
-    Higher score = more confident / more "known" (open-set convention of methods.md §11).
+    Higher score = more confident / more "known" (open-set convention of docs/methods.md §11).
 
     Args:
         logits: (N, K) CE-head logits z.

@@ -2,7 +2,7 @@
 
 Y. Yang, S. Chen, X. Li, L. Xie, Z. Lin, D. Tao, "Inducing Neural Collapse in Imbalanced Learning: Do We Really
 Need a Learnable Classifier at the End of Deep Neural Network?", NeurIPS 2022 (reference
-NeuralCollapseApplications/ImbalancedLearning); methods.md §8. The dot-regression loss itself is the
+NeuralCollapseApplications/ImbalancedLearning); docs/methods.md §8. The dot-regression loss itself is the
 ``dot_regression`` term of :mod:`neuralcollapse.losses.prototype`.
 """
 
@@ -52,7 +52,7 @@ def simplex_etf(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """K unit vectors in R^d with every pairwise cosine equal to −1/(K−1): a simplex ETF (methods.md §8).
+    """K unit vectors in R^d with every pairwise cosine equal to −1/(K−1): a simplex ETF (docs/methods.md §8).
 
     Construction (valid down to d = K − 1): the rows of E_K = I_K − 1_K1_Kᵀ/K expressed in an orthonormal basis
     of their (K−1)-dimensional span (the Helmert basis, eigenvectors of E_K for eigenvalue 1), rows scaled to

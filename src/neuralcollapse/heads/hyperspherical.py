@@ -3,7 +3,7 @@ assignment).
 
 M. S. Ebrahimi Saadabadi, A. Dabouei, S. Rahimi Malakshan, N. M. Nasrabadi, "Hyperspherical Classification with
 Dynamic Label-to-Prototype Assignment", CVPR 2024 (reference msed-Ebrahimi/DL2PA_CVPR24); P. Mettes, E. van der
-Pol, C. Snoek, "Hyperspherical Prototype Networks", NeurIPS 2019; methods.md §7.2–7.3 and §8.
+Pol, C. Snoek, "Hyperspherical Prototype Networks", NeurIPS 2019; docs/methods.md §7.2–7.3 and §8.
 
 Training loop contract (done by ``neuralcollapse.training``): after every optimiser step call
 ``head.update_representatives(output.features, target)``; once per epoch (after validation) call
@@ -30,7 +30,7 @@ class HypersphericalPrototypeHead(Head):
     """Fixed unit prototypes P (K, d) on the sphere with a label-to-prototype assignment π (DL2PA, CVPR 2024).
 
     Forward: f = ``projection``(h) when present (the backbone's final linear ``in_features → dim``, with bias;
-    DL2PA §4.1), optionally ``BatchNorm1d`` (the long-tail variant f = normalise(BN1d(·)), §7.3 of methods.md),
+    DL2PA §4.1), optionally ``BatchNorm1d`` (the long-tail variant f = normalise(BN1d(·)), §7.3 of docs/methods.md),
     u = f/‖f‖, cosines s_ic = cos(f_i, p_{π(c)}), logits = ``scale``·s (prediction argmax_c s_ic).
 
     Assignment (DL2PA §3.3): representatives q_c (unit) follow the normalised features with momentum m

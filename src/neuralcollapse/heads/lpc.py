@@ -1,7 +1,7 @@
 """Latent point collapse (LPC) bottleneck head: a linear low-dimensional penultimate layer and a classifier.
 
 L. Sbailò, L. M. Ghiringhelli, "Latent Point Collapse on a Low Dimensional Embedding in Deep Neural Network
-Classifiers", arXiv 2310.08224 (reference luigisbailo/lpc); methods.md §6.1. Train with
+Classifiers", arXiv 2310.08224 (reference luigisbailo/lpc); docs/methods.md §6.1. Train with
 ``Objective.parse("ce+<γ>*lpc")``: the ``lpc`` term penalises ``output.latent`` (γ·(1/(N·d))Σ‖h‖²).
 """
 
@@ -17,7 +17,7 @@ from ._base import HEADS, Head, check_int, reset_linear_
 
 __all__ = ["LPC_WIDTHS", "LPCBottleneckHead", "lpc_latent_dim"]
 
-#: Paper widths of the linear penultimate layer (methods.md §6.1) per data set and variant. The reference's
+#: Paper widths of the linear penultimate layer (docs/methods.md §6.1) per data set and variant. The reference's
 #: current configs use 64 / 32 / 128 (CIFAR-10) and 64 (CIFAR-100); older versions 8 / 4 / 512 and 64 / 8 / 2048.
 LPC_WIDTHS: dict[str, dict[str, int]] = {
     "cifar10": {"narrow": 16, "intermediate": 64, "wide": 128},
@@ -29,7 +29,7 @@ DEFAULT_LATENT_DIM = LPC_WIDTHS["cifar10"]["intermediate"]
 
 def lpc_latent_dim(dataset: str, width: str = "intermediate") -> int:
     """The paper's penultimate width for ``dataset`` ("cifar10" or "cifar100") and variant ``width`` ("narrow",
-    "intermediate" = LPC, "wide"); methods.md §6.1 / paper Table 3 (LPC-Narrow, LPC, LPC-Wide).
+    "intermediate" = LPC, "wide"); docs/methods.md §6.1 / paper Table 3 (LPC-Narrow, LPC, LPC-Wide).
 
     Example:
         >>> lpc_latent_dim("cifar100", "wide")

@@ -3,11 +3,11 @@
 DL2PA: M. S. Ebrahimi Saadabadi, A. Dabouei, S. Rahimi Malakshan, N. M. Nasrabadi, "Hyperspherical
 Classification with Dynamic Label-to-Prototype Assignment", CVPR 2024 (reference msed-Ebrahimi/DL2PA_CVPR24);
 HPN: P. Mettes, E. van der Pol, C. Snoek, "Hyperspherical Prototype Networks", NeurIPS 2019 (reference
-psmmettes/hpn); methods.md §7.1 and §8.
+psmmettes/hpn); docs/methods.md §7.1 and §8.
 
 When d ≥ K − 1 the optimum of every separation criterion is the simplex ETF (max cosine −1/(K−1)); below that
 the prototypes are optimised. The paper's Gaussian potential with t = 2 is soft and leaves K = 100, d = 64
-poorly separated, so ``method="auto"`` anneals t and finishes with a soft max-min stage (methods.md §7.1).
+poorly separated, so ``method="auto"`` anneals t and finishes with a soft max-min stage (docs/methods.md §7.1).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["PROTOTYPE_METHODS", "optimize_prototypes", "prototype_stats"]
 
 #: Methods of :func:`optimize_prototypes`.
 PROTOTYPE_METHODS: tuple[str, ...] = ("auto", "etf", "two_stage", "cross_polytope", "dl2pa", "hpn")
-#: DL2PA paper: SGD with lr 0.1 for 1000 iterations (§3.2 of the paper; methods.md §7.1).
+#: DL2PA paper: SGD with lr 0.1 for 1000 iterations (§3.2 of the paper; docs/methods.md §7.1).
 DEFAULT_STEPS = 1000
 DEFAULT_LR = 0.1
 #: t of the Gaussian potential of Wang & Isola (ICML 2020) used by DL2PA.
@@ -48,7 +48,7 @@ def _off_diagonal(gram: Tensor, fill: float) -> Tensor:
 
 
 def _two_stage(k: int, d: int, steps: int, lr: float, generator: torch.Generator) -> Tensor:
-    """The annealed Gaussian-potential + soft max-min optimisation of methods.md §7.1 (float64, CPU).
+    """The annealed Gaussian-potential + soft max-min optimisation of docs/methods.md §7.1 (float64, CPU).
 
     Gradients are written out (G = PPᵀ, ∂L/∂P = (S + Sᵀ)P for S = ∂L/∂G) so each step costs two K×K×d matrix
     products and a handful of K×K element-wise operations. With w the softmax of scale·G over the ordered pairs
@@ -152,7 +152,7 @@ def optimize_prototypes(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """K well-separated unit prototypes in R^d (methods.md §7.1; DL2PA, CVPR 2024, §3.2 / Eqs. 4–5).
+    """K well-separated unit prototypes in R^d (docs/methods.md §7.1; DL2PA, CVPR 2024, §3.2 / Eqs. 4–5).
 
     Methods:
 
@@ -234,7 +234,7 @@ def optimize_prototypes(
 
 
 def prototype_stats(prototypes: Tensor) -> dict[str, float]:
-    """Separation statistics of a prototype set (methods.md §7.1; DL2PA paper, Table 7).
+    """Separation statistics of a prototype set (docs/methods.md §7.1; DL2PA paper, Table 7).
 
     Rows are normalised first (float64); statistics are over the off-diagonal cosines cos_ij, i ≠ j.
 

@@ -7,7 +7,7 @@
 * CCE: Kim, Lee, Jeon, "Imbalanced image classification with complement cross entropy", Pattern Recognition
   Letters 2021 (unique-chan/Complement-Cross-Entropy).
 
-All log-probabilities are computed exactly in log space (methods.md §3): log(1 − p_k) = LSE_{j≠k} z_j − LSE_j z_j
+All log-probabilities are computed exactly in log space (docs/methods.md §3): log(1 − p_k) = LSE_{j≠k} z_j − LSE_j z_j
 and the complement distribution log P_ij = z_j − LSE_{k≠y} z_k, with no ``+1e-7`` guards.
 """
 
@@ -264,7 +264,7 @@ class ComplementObjectiveTerm(LogitTerm):
        momentum buffers (same learning rate and weight decay).
 
     This term is only the second step's loss; running the second forward and optimiser step is the training
-    loop's job (methods.md §3). COT costs about 1.6× the time of CE training.
+    loop's job (docs/methods.md §3). COT costs about 1.6× the time of CE training.
     """
 
     loss_fn = staticmethod(complement_entropy)

@@ -2,7 +2,7 @@
 
 Source: P. Khosla, P. Teterwak, C. Wang, A. Sarna, Y. Tian, P. Isola, A. Maschinot, C. Liu, D. Krishnan,
 "Supervised Contrastive Learning", NeurIPS 2020, Eq. 2 (L^sup_out); reference HobbitLong/SupContrast
-(``losses.py``, ``contrast_mode="all"``) and its copy in pakoromilas/nc_by_design (methods.md §4.4, §5).
+(``losses.py``, ``contrast_mode="all"``) and its copy in pakoromilas/nc_by_design (docs/methods.md §4.4, §5).
 
 Uses in this package: phase 1 of SCL with fixed class-mean prototypes (two views, τ = 0.07 on CIFAR, no
 τ/τ_base factor) and the LPC paper's LPC-SCL / SCL variants (Sbailò & Ghiringhelli; luigisbailo/lpc): a

@@ -2,7 +2,7 @@
 TNNLS 2025, Tables 1 and 3): label-smoothed CE and one-vs-rest binary cross-entropy.
 
 Also home of the exact ``log(1 − p_k)`` helpers shared by the complement and focal families
-(methods.md §3: compute log(1 − p_k) as LSE_{j≠k} z_j − LSE_j z_j, never ``log1p(-softmax)``).
+(docs/methods.md §3: compute log(1 − p_k) as LSE_{j≠k} z_j − LSE_j z_j, never ``log1p(-softmax)``).
 """
 
 from __future__ import annotations

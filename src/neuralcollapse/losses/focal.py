@@ -8,7 +8,7 @@ asymmetric loss (ASL), cyclical focal loss (CFL) and AdaFocal.
 * AdaFocal: Ghosh, Schaaf, Gormley, "AdaFocal: Calibration-aware Adaptive Focal Loss", NeurIPS 2022
   (3mcloud/adafocal).
 
-Numerics (methods.md §3): everything in log space. (1 − p)^γ is exp(γ·log(1 − p)) with
+Numerics (docs/methods.md §3): everything in log space. (1 − p)^γ is exp(γ·log(1 − p)) with
 log(1 − p_k) = LSE_{j≠k} z_j − LSE_j z_j exact, so the weight and its gradient stay finite even when p_t rounds
 to 1 (a power of −expm1(log p_t) = 0 would give 0·∞ gradients for γ < 1); p^γ is exp(γ·log p).
 """

@@ -3,7 +3,7 @@
 Source: L. Sbailò, L. M. Ghiringhelli, "Latent Point Collapse on a Low Dimensional Embedding in Deep Neural
 Network Classifiers" (arXiv 2310.08224); reference luigisbailo/lpc (``trainer.py``: ``F.mse_loss(h, 0) · γ``).
 The objective is L = CE + γ·P(h) with γ growing over training (:class:`neuralcollapse.schedules.GammaSchedule`),
-e.g. ``Objective.parse("ce+0.01*lpc")`` with the weight set per epoch (methods.md §6.1–6.2).
+e.g. ``Objective.parse("ce+0.01*lpc")`` with the weight set per epoch (docs/methods.md §6.1–6.2).
 """
 
 from __future__ import annotations

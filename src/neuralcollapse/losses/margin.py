@@ -8,7 +8,7 @@ Sources:
   Face Recognition", CVPR 2018, Eq. 4.
 
 cos θ_j = w_jᵀu with unit feature u and unit class vector w_j; logits s·ψ(θ_y) for the target and s·cos θ_j for
-the others; cross-entropy (methods.md §5). Cosines are clamped to [−1+1e−7, 1−1e−7] and sin θ = √max(0, 1−cos²θ)
+the others; cross-entropy (docs/methods.md §5). Cosines are clamped to [−1+1e−7, 1−1e−7] and sin θ = √max(0, 1−cos²θ)
 because the derivative of √/arccos is infinite at ±1. The margin is in **radians** (pytorch-metric-learning's
 ArcFace takes degrees). The LPC paper ramps scale and margin over epochs
 (:class:`neuralcollapse.schedules.MarginSchedule`); the module and term attributes ``scale`` and ``margin``
@@ -38,7 +38,7 @@ ARCFACE_MARGIN = 0.5
 #: CosFace defaults (Wang et al. 2018): s = 64, m = 0.35 (insightface uses 0.4; some code s = 30).
 COSFACE_SCALE = 64.0
 COSFACE_MARGIN = 0.35
-#: Cosines are kept this far from ±1 (methods.md §5).
+#: Cosines are kept this far from ±1 (docs/methods.md §5).
 COSINE_EPS = 1e-7
 
 

@@ -6,7 +6,7 @@ Sources:
   ACM Multimedia 2017 — NormFace.
 - P. Koromilas, T. Giannakopoulos, M. A. Nicolaou, Y. Panagakis, "Neural Collapse by Design: Learning Class
   Prototypes on the Hypersphere", ICML 2026 (arXiv 2605.20302) — NTCE and NONL. The definitions follow the
-  authors' reference code (pakoromilas/nc_by_design, ``losses.py``) and methods.md §4.
+  authors' reference code (pakoromilas/nc_by_design, ``losses.py``) and docs/methods.md §4.
 
 Notation: u_i = h_i/‖h_i‖ (unit feature), w_c = W_c/‖W_c‖ (unit prototype, no bias), cosine s_ic = w_cᵀu_i,
 temperature τ, M = batch size, n_c = number of batch samples of class c. Every function normalises both of its
@@ -35,7 +35,7 @@ __all__ = [
     "ntce",
 ]
 
-#: τ of NormFace, NTCE and NONL: the reference implementation's default (methods.md §4.3).
+#: τ of NormFace, NTCE and NONL: the reference implementation's default (docs/methods.md §4.3).
 DEFAULT_TEMPERATURE = 0.2
 #: Anchors of NONL: "prototype" (reference ``symmetric=True``, the paper's variant), "instance"
 #: (``symmetric=False``) and "both" (``bidirectional=True``).
@@ -70,7 +70,7 @@ def normface(
 
     ℓ_i = −s_{i,y_i}/τ + LSE_c(s_ic/τ),  s_ic = w_cᵀu_i  (Wang et al., "NormFace", ACM MM 2017, Eq. 8 with
     scale 1/τ; reference nc_by_design ``NormFace``). ℓ_i > 0; over unit vectors with d ≥ K−1 its minimum,
-    reached at a simplex, is log(1 + (K−1)·exp(−K/((K−1)τ))) (methods.md §4.2).
+    reached at a simplex, is log(1 + (K−1)·exp(−K/((K−1)τ))) (docs/methods.md §4.2).
 
     Args:
         features: (M, d) features h_i (normalised here).
@@ -114,7 +114,7 @@ def ntce(
     ℓ_i = −s_{i,y_i}/τ + LSE_{j=1..M}(w_{y_i}ᵀu_j/τ)  (Koromilas et al., ICML 2026; reference nc_by_design
     ``NTCE``). The candidates are all M batch features: same-class instances stay in the denominator as
     negatives and so does the positive. Rows of one class share their log-partition, hence the floor
-    ℓ ≥ (1/M)Σ_c n_c·log n_c, zero only when every class occurs once (methods.md §4.2). A single-class batch
+    ℓ ≥ (1/M)Σ_c n_c·log n_c, zero only when every class occurs once (docs/methods.md §4.2). A single-class batch
     is allowed and finite.
 
     Args:
@@ -163,7 +163,7 @@ def nonl(
 ) -> Tensor:
     """NONL: normalized loss with no positive in the denominator (decoupled), anchored on prototypes or instances.
 
-    Koromilas et al., ICML 2026; reference nc_by_design ``NONL`` (methods.md §4.1):
+    Koromilas et al., ICML 2026; reference nc_by_design ``NONL`` (docs/methods.md §4.1):
 
     - ``anchor="prototype"`` (the paper's variant, reference ``symmetric=True``):
       ℓ_i = −s_{i,y_i}/τ + LSE_{b: y_b≠y_i}(s_{b,y_i}/τ) — negatives are the other-class batch instances seen

@@ -1,4 +1,4 @@
-"""``Objective``: a weighted sum of named loss terms (DESIGN.md, "The core contract").
+"""``Objective``: a weighted sum of named loss terms (docs/design.md, "The core contract").
 
 Examples of specs: ``"ce+occe"`` (the OCCE paper's Eq. 8 with γ = 1), ``"ce+0.1*occe"`` (γ = 0.1, the OOD
 setting), ``"focal+occe"``, ``"ce+1e-2*lpc"``, ``"ntce"``.

@@ -46,9 +46,9 @@ __all__ = ["OCCELoss", "RCELoss", "ce_occe", "occe", "rce", "weighted_ce_occe"]
 
 #: The official code's additive constant inside the log, log((K−1)·q_j + 1e−7) (cidl-auth/anticlasses).
 OFFICIAL_EPS = 1e-7
-#: Tolerance on the row sums of a soft anti-class target (methods.md §2.3).
+#: Tolerance on the row sums of a soft anti-class target (docs/methods.md §2.3).
 ANTICLASS_SUM_TOL = 1e-4
-#: Largest true-class mass tolerated in a soft anti-class target (methods.md §2.3).
+#: Largest true-class mass tolerated in a soft anti-class target (docs/methods.md §2.3).
 ANTICLASS_TRUE_CLASS_TOL = 1e-6
 #: Reductions the fused CE + OCCE pass supports (it returns scalars).
 FUSED_REDUCTIONS = ("mean", "sum")
@@ -181,7 +181,7 @@ def rce(
 
     T. Pang, C. Du, Y. Dong, J. Zhu, "Towards Robust Detection of Adversarial Examples", NeurIPS 2018, Eq. 3
     (the cross-entropy with the reverse label vector). A network trained with RCE predicts with **negated**
-    logits (argmin z, or argmax of −z). RCE(z) = OCCE(−z) + log(K−1) (methods.md §2.1), so the "RCE" baseline
+    logits (argmin z, or argmax of −z). RCE(z) = OCCE(−z) + log(K−1) (docs/methods.md §2.1), so the "RCE" baseline
     of the OCCE paper (Tables 1, 3, 5) is equivalently the objective ``"occe"`` alone with the usual argmax.
 
     Args:

@@ -7,11 +7,11 @@ Sources:
 - M. S. Ebrahimi Saadabadi, A. Dabouei, S. Rahimi Malakshan, N. M. Nasrabadi, "Hyperspherical Classification with
   Dynamic Label-to-Prototype Assignment", CVPR 2024 (DL2PA; msed-Ebrahimi/DL2PA_CVPR24): the same balanced loss,
   **summed** over the batch, against the prototype p_{π(y_i)} of the current assignment (the head passes its
-  prototypes in class order, the assignment already applied) — methods.md §7.3.
+  prototypes in class order, the assignment already applied) — docs/methods.md §7.3.
 - Y. Yang, S. Chen, X. Li, L. Xie, Z. Lin, D. Tao, "Inducing Neural Collapse in Imbalanced Learning: Do We Really
   Need a Learnable Classifier at the End of Deep Neural Network?", NeurIPS 2022, Eq. 7
   (NeuralCollapseApplications/ImbalancedLearning, ``methods.py``: ``dot_loss``/``produce_Ew``): dot-regression
-  against a fixed simplex ETF with per-batch class scaling — methods.md §7.3, §8.
+  against a fixed simplex ETF with per-batch class scaling — docs/methods.md §7.3, §8.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = [
     "prototype_alignment",
 ]
 
-#: HPN / DL2PA sum the balanced loss over the batch (a mean would need lr × batch size; methods.md §7.3).
+#: HPN / DL2PA sum the balanced loss over the batch (a mean would need lr × batch size; docs/methods.md §7.3).
 ALIGNMENT_REDUCTION = "sum"
 #: ‖h‖ is clamped here before dividing (reference: ``torch.clamp(H_length, 1e-8)``).
 NORM_FLOOR = 1e-8

@@ -1,4 +1,4 @@
-"""Effective-rank neural-collapse metrics (methods.md §4.5).
+"""Effective-rank neural-collapse metrics (docs/methods.md §4.5).
 
 The effective rank of Roy & Vetterli ("The effective rank: a measure of effective dimensionality",
 EUSIPCO 2007) is exp of the Shannon entropy of the normalised singular values. The NC metrics built on it
@@ -105,7 +105,7 @@ def effective_rank_metrics(
     num_classes: int | None = None,
     eps: float | None = None,
 ) -> dict[str, float]:
-    r"""Effective-rank NC metrics of normalised features and classifier rows (methods.md §4.5).
+    r"""Effective-rank NC metrics of normalised features and classifier rows (docs/methods.md §4.5).
 
     With u_i = h_i/‖h_i‖, class means μ_c of the (normalised) features and ŵ_c = w_c/‖w_c‖
     (pakoromilas/nc_by_design, ``util.py``; ETF metrics after arXiv:2305.17326):

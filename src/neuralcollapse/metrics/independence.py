@@ -1,5 +1,5 @@
 """Independence deficit: how many principal directions of a layer's activations keep the classifier's
-accuracy (methods.md §2.9).
+accuracy (docs/methods.md §2.9).
 
 Source: R. Feng, K. Zheng, Y. Huang, D. Zhao, M. Jordan, Z.-J. Zha, "Rank Diminishing in Deep Neural
 Networks", NeurIPS 2022 (procedure of Yukun-Huang/Rank-Diminishing-in-Deep-Neural-Networks,
@@ -67,7 +67,7 @@ def independence_deficit(
     recenter: bool = False,
 ) -> IndependenceDeficit:
     """Accuracy kept when a layer's activations are projected onto their top-k principal directions, for
-    every k (Feng et al., NeurIPS 2022, "independence deficit"; methods.md §2.9).
+    every k (Feng et al., NeurIPS 2022, "independence deficit"; docs/methods.md §2.9).
 
     Procedure (Feng's code): (1) activations A (N×m) on the test set in eval mode; (2) covariance
     Σ = (A − ā)ᵀ(A − ā)/N in float64, ``eigh``, eigenvectors V by decreasing eigenvalue; (3) for k = 1..m,

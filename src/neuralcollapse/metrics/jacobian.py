@@ -1,5 +1,5 @@
 """Numerical rank of the input–output Jacobian of a network and of its intermediate layers
-(methods.md §2.9).
+(docs/methods.md §2.9).
 
 Source: R. Feng et al., "Rank Diminishing in Deep Neural Networks", NeurIPS 2022 (``rank_jacobian.py`` of
 Yukun-Huang/Rank-Diminishing-in-Deep-Neural-Networks), as used by the OCCE paper (Katsikas, Passalis &
@@ -160,7 +160,7 @@ def jacobian_rank(
     chunk_size: int = 64,
 ) -> JacobianRank:
     """Numerical rank of J_l = ∂f_l(x)/∂x per input and layer, averaged over the inputs (Feng et al.,
-    NeurIPS 2022; OCCE paper A.5; methods.md §2.9).
+    NeurIPS 2022; OCCE paper A.5; docs/methods.md §2.9).
 
     The model is deep-copied to float64 and put in eval mode (the original is untouched); the Jacobian is
     computed exactly by automatic differentiation in float64 and its singular values by ``svdvals`` in

@@ -1,4 +1,4 @@
-"""Latent-point-collapse (LPC) metrics of the penultimate representation (methods.md §6.5).
+"""Latent-point-collapse (LPC) metrics of the penultimate representation (docs/methods.md §6.5).
 
 Paper: L. Sbailò, L. M. Ghiringhelli, "Latent Point Collapse on a Low Dimensional Embedding in Deep Neural
 Network Classifiers" (arXiv 2310.08224); reference code luigisbailo/lpc (``lpc/metrics.py``), older
@@ -52,9 +52,9 @@ __all__ = [
     "within_class_variability",
 ]
 
-#: ≤ 10,000 samples for separation ratio and KL entropy (methods.md §6.5; reference subset size)
+#: ≤ 10,000 samples for separation ratio and KL entropy (docs/methods.md §6.5; reference subset size)
 LPC_MAX_SAMPLES = 10_000
-#: ≤ 10,000 training samples for binarity (methods.md §6.5)
+#: ≤ 10,000 training samples for binarity (docs/methods.md §6.5)
 BINARITY_MAX_SAMPLES = 10_000
 #: k-th neighbour of the Kozachenko–Leonenko estimator (current reference; the older version used 100)
 KL_ENTROPY_K = 20
@@ -62,7 +62,7 @@ KL_ENTROPY_K = 20
 KL_LOG_FLOOR = 1e-10
 #: distance of the k-NN search: Euclidean (current) or Chebyshev / L∞ (older reference version)
 KL_ENTROPY_METRICS = ("euclidean", "chebyshev")
-#: scikit-learn ``GaussianMixture`` defaults (methods.md §6.5): variance floor, tolerance, iterations
+#: scikit-learn ``GaussianMixture`` defaults (docs/methods.md §6.5): variance floor, tolerance, iterations
 GMM_REG_COVAR = 1e-6
 GMM_TOL = 1e-3
 GMM_MAX_ITER = 100
@@ -150,7 +150,7 @@ def _cv(values: Tensor) -> float:
 # ----------------------------------------------------------------------------------------------------------
 def within_class_variability(features: Tensor, labels: Tensor, *, singletons: str = "raise") -> dict[str, float]:
     """LPC collapse metrics of the penultimate features: Σ_W^LPC, NC1^LPC, equiangularity, max-angle,
-    equinorm (Sbailò & Ghiringhelli, arXiv 2310.08224, §4; methods.md §6.5; reference
+    equinorm (Sbailò & Ghiringhelli, arXiv 2310.08224, §4; docs/methods.md §6.5; reference
     ``get_collapse_metrics``).
 
     With C groups present in ``labels`` (absent class ids are skipped), class means μ_c, the global mean
@@ -166,7 +166,7 @@ def within_class_variability(features: Tensor, labels: Tensor, *, singletons: st
     Σ_B† keeps eigenvalues λ > d·ε_float64·λ_max (``scipy.linalg.pinv``'s default on the d×d Σ_B, as the
     reference) and is applied through the eigenvectors, so no d×d matrix is formed when C < d. A zero-norm
     centred mean has cosine 0 with everything (reference convention). Note the differences from
-    :func:`neural_collapse`'s ``nc1`` (methods.md §9): Σ_W there weights classes by their counts with 1/N,
+    :func:`neural_collapse`'s ``nc1`` (docs/methods.md §9): Σ_W there weights classes by their counts with 1/N,
     here it is the unweighted mean of unbiased covariances.
 
     All values are 0 at perfect collapse (lower = more collapsed) except ``sigma_w`` which → 0 only with the
@@ -275,7 +275,7 @@ def separation_ratio(
     return_details: bool = False,
 ) -> float | dict[str, Any]:
     """Mean separation ratio r_i = min_{c'≠c} ‖h_i − μ_{c'}‖ / ‖h_i − μ_c‖ (Sbailò & Ghiringhelli, arXiv
-    2310.08224; methods.md §6.5; reference ``get_distance_margins``).
+    2310.08224; docs/methods.md §6.5; reference ``get_distance_margins``).
 
     c is sample i's group in ``labels`` (true labels or predictions — the caller's choice); centroids μ are
     the group means of the (sub)sample; absent class ids are skipped. Samples sitting exactly on their own
@@ -345,7 +345,7 @@ def separation_ratio(
 # norm variation
 # ----------------------------------------------------------------------------------------------------------
 def norm_variation(features: Tensor, *, over: str = "samples", labels: Tensor | None = None) -> dict[str, float]:
-    """Coefficients of variation of the feature norms and absolute entries (methods.md §6.5; reference
+    """Coefficients of variation of the feature norms and absolute entries (docs/methods.md §6.5; reference
     ``get_coeff_var``; Sbailò & Ghiringhelli Table 4's "CV" is ``cv_abs``).
 
     Over the rows v_i of a matrix (the samples h_i, or the uncentred class means μ_c with
@@ -433,7 +433,7 @@ def kl_entropy(
     seed: int = 0,
 ) -> float:
     """Kozachenko–Leonenko k-nearest-neighbour estimate of the differential entropy, in nats (Kozachenko &
-    Leonenko, Probl. Inf. Transm. 1987; Kraskov, Stögbauer & Grassberger, PRE 2004, Eq. 20; methods.md §6.5;
+    Leonenko, Probl. Inf. Transm. 1987; Kraskov, Stögbauer & Grassberger, PRE 2004, Eq. 20; docs/methods.md §6.5;
     reference ``get_entropy``)::
 
         H = ψ(N) − ψ(k) + log V_d + (d/N) Σ_i log(ε_i + 1e−10)
@@ -620,7 +620,7 @@ def fit_gmm_1d(
     seed: int = 0,
 ) -> GMM1D:
     """Fit a two-component Gaussian mixture to each column of ``data`` by EM, reproducing scikit-learn's
-    ``GaussianMixture(n_components=2)`` defaults (Dempster, Laird & Rubin 1977; methods.md §6.5).
+    ``GaussianMixture(n_components=2)`` defaults (Dempster, Laird & Rubin 1977; docs/methods.md §6.5).
 
     Per column (vectorised over columns, float64): optional standardisation (population std, as
     ``StandardScaler``); initial responsibilities from a 2-means clustering with k-means++ seeding (1 init);
@@ -677,7 +677,7 @@ def binarity(
     return_fit: bool = False,
 ) -> dict[str, Any]:
     """Binarity of a representation: how well each dimension is described by two well-separated Gaussian
-    peaks (Sbailò & Ghiringhelli, arXiv 2310.08224, Table 4; methods.md §6.5; reference
+    peaks (Sbailò & Ghiringhelli, arXiv 2310.08224, Table 4; docs/methods.md §6.5; reference
     ``get_binarity_metrics``).
 
     Per dimension j (standardised): fit a two-component 1-D mixture (:func:`fit_gmm_1d`, scikit-learn

@@ -1,4 +1,4 @@
-"""Distributions of target and non-target logits (methods.md §2.9, "Activation distributions").
+"""Distributions of target and non-target logits (docs/methods.md §2.9, "Activation distributions").
 
 Source: Katsikas, Passalis & Tefas, "Learning anti-classes with one-cold cross entropy loss" (ICLR 2025
 submission; IEEE TNNLS 2025), Appendix A.3: histograms of z_{i,y_i} and of z_{i,k}, k ≠ y_i; under the
@@ -40,7 +40,7 @@ class LogitDistributions:
 
 def logit_distributions(logits: Tensor, target: Tensor, *, correction: int = 0) -> LogitDistributions:
     """Split logits into target and non-target values and summarise the spread of the non-target ones
-    (OCCE paper, Appendix A.3; methods.md §2.9)::
+    (OCCE paper, Appendix A.3; docs/methods.md §2.9)::
 
         s_i = std_{k ≠ y_i} z_{i,k},   summary = (1/N) Σ_i s_i
 

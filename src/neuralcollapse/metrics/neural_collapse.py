@@ -1,4 +1,4 @@
-"""Neural-collapse metrics NC1–NC4 and their variants (methods.md §9), functional form.
+"""Neural-collapse metrics NC1–NC4 and their variants (docs/methods.md §9), functional form.
 
 Sources: Papyan, Han & Donoho, "Prevalence of neural collapse during the terminal phase of deep learning
 training", PNAS 2020 (NC1 as tr(Σ_W Σ_B†), equinorm, equiangularity, self-duality, NCC agreement); Zhu et
@@ -33,7 +33,7 @@ __all__ = ["GLOBAL_MEANS", "NC_KEYS", "neural_collapse"]
 GLOBAL_MEANS = ("weighted", "unweighted")
 DEFAULT_GLOBAL_MEAN = "weighted"
 
-#: result keys in output order; keys needing W are absent without ``weight`` (methods.md §9)
+#: result keys in output order; keys needing W are absent without ``weight`` (docs/methods.md §9)
 NC_KEYS = (
     "nc1",
     "nc2",
@@ -55,7 +55,7 @@ _MAX_LISTED = 10
 
 @dataclass
 class _NCStats:
-    """Float64 sufficient statistics of NC1–NC4 for K classes in R^d (methods.md §9, "Streaming").
+    """Float64 sufficient statistics of NC1–NC4 for K classes in R^d (docs/methods.md §9, "Streaming").
 
     ``shift`` c is fixed before the first sample is added; all sums are of h − c, which keeps Q accurate
     when the common offset of the features dwarfs their spread (collapsed or LPC features).
@@ -140,7 +140,7 @@ def _nc_update(
         predictions: (B,) predicted class indices (argmax of the logits), or None.
         class_means: (K, d) float64 uncentred class means given in advance (non-finite rows = absent
             classes). The NCC counters are updated only when both ``predictions`` and ``class_means`` are
-            given (methods.md §9: the nearest class mean needs the means before the pass).
+            given (docs/methods.md §9: the nearest class mean needs the means before the pass).
     """
     centred = features - stats.shift
     out = replace(
@@ -236,7 +236,7 @@ def _nc_compute(
     global_mean: str = DEFAULT_GLOBAL_MEAN,
     allow_missing_classes: bool = False,
 ) -> dict[str, float]:
-    """Statistics → the metrics of methods.md §9 (weight/bias already validated: (K, d) and (K,)).
+    """Statistics → the metrics of docs/methods.md §9 (weight/bias already validated: (K, d) and (K,)).
 
     Raises:
         ValueError: a class has no sample (unless ``allow_missing_classes``), or fewer than 2 classes are
@@ -343,7 +343,7 @@ def neural_collapse(
     allow_missing_classes: bool = False,
     num_classes: int | None = None,
 ) -> dict[str, float]:
-    r"""Neural-collapse metrics of features, labels and (optionally) the classifier (methods.md §9).
+    r"""Neural-collapse metrics of features, labels and (optionally) the classifier (docs/methods.md §9).
 
     With Σ_W = (1/N)Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ, Σ_B = (1/K)Σ_k (μ_k − μ_G)(μ_k − μ_G)ᵀ, centred
     means M̃ = [μ_k − μ_G]_k and the unit-Frobenius simplex-ETF Gram E = (I_K − 1 1ᵀ/K)/√(K−1):

@@ -1,4 +1,4 @@
-"""Linear centred kernel alignment (CKA) between representations (methods.md §2.9).
+"""Linear centred kernel alignment (CKA) between representations (docs/methods.md §2.9).
 
 Source: S. Kornblith, M. Norouzi, H. Lee, G. Hinton, "Similarity of Neural Network Representations
 Revisited", ICML 2019, Eq. 5 (linear CKA) and §3 (HSIC form). The OCCE paper compares the layers of networks

@@ -1,4 +1,4 @@
-"""Streaming neural-collapse metrics: ``NeuralCollapse``, a ``torchmetrics.Metric`` (methods.md §9).
+"""Streaming neural-collapse metrics: ``NeuralCollapse``, a ``torchmetrics.Metric`` (docs/methods.md §9).
 
 The only module of the core that imports ``torchmetrics`` (an optional dependency, ``pip install
 neural-collapse[train]``); ``neuralcollapse.metrics`` exposes the class lazily. The maths is shared with
@@ -38,7 +38,7 @@ def _rank_zero(stacked: Tensor) -> Tensor:
 
 
 class NeuralCollapse(Metric):
-    r"""Neural-collapse metrics accumulated over batches and processes in one pass (methods.md §9).
+    r"""Neural-collapse metrics accumulated over batches and processes in one pass (docs/methods.md §9).
 
     Same keys, definitions and conventions as :func:`neuralcollapse.metrics.neural_collapse` (Papyan et al.,
     PNAS 2020; Zhu et al., NeurIPS 2021; OCCE paper A.9; rhubarbwu/neural-collapse): **every value is ≥ 0
@@ -153,7 +153,7 @@ class NeuralCollapse(Metric):
             setattr(self, name, getattr(stats, name))
 
     def _init_shift(self, features: Tensor) -> None:
-        """Fix c = this batch's mean; under DDP rank 0's value is broadcast to every rank (methods.md §9)."""
+        """Fix c = this batch's mean; under DDP rank 0's value is broadcast to every rank (docs/methods.md §9)."""
         shift = features.mean(dim=0) if features.shape[0] else torch.zeros_like(self.shift)
         if self.distributed_available_fn():
             import torch.distributed as dist

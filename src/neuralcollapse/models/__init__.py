@@ -18,7 +18,7 @@ mlp                flatten + MLP (``hidden``)                                   
 =================  ===============================================================  =========
 
 ``"timm:<name>"`` and ``"torchvision:<name>"`` build third-party backbones when those packages import.
-``activation="silu"`` replaces every non-linearity (LPC, methods.md §6.1).
+``activation="silu"`` replaces every non-linearity (LPC, docs/methods.md §6.1).
 """
 
 from __future__ import annotations

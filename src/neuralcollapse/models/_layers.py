@@ -2,7 +2,7 @@
 
 Every backbone takes ``activation`` ("relu" or "silu") and builds each of its non-linearities as a separate
 module from :func:`make_activation`, so "silu" leaves no ReLU anywhere (the LPC paper's backbones use SiLU in
-every non-linearity, methods.md §6.1). Activations are created out of place: forward hooks that read a
+every non-linearity, docs/methods.md §6.1). Activations are created out of place: forward hooks that read a
 BatchNorm output (rank / independence analyses) would otherwise see it overwritten.
 """
 

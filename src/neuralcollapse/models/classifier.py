@@ -1,4 +1,4 @@
-"""``Classifier``: a backbone and a head kept apart (DESIGN.md, "A model is backbone → head")."""
+"""``Classifier``: a backbone and a head kept apart (docs/design.md, "A model is backbone → head")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DenseNet-BC-121 for CIFAR (the OCCE paper's third backbone, methods.md §2.7).
+"""DenseNet-BC-121 for CIFAR (the OCCE paper's third backbone, docs/methods.md §2.7).
 
 G. Huang, Z. Liu, L. van der Maaten, K. Q. Weinberger, "Densely Connected Convolutional Networks", CVPR 2017,
 in the CIFAR form of weiaicunzai/pytorch-cifar100 ``models/densenet.py`` (the code the official OCCE

@@ -1,4 +1,4 @@
-"""MobileNetV2 for CIFAR (the OCCE paper's second backbone, methods.md §2.7).
+"""MobileNetV2 for CIFAR (the OCCE paper's second backbone, docs/methods.md §2.7).
 
 M. Sandler, A. Howard, M. Zhu, A. Zhmoginov, L.-C. Chen, "MobileNetV2: Inverted Residuals and Linear
 Bottlenecks", CVPR 2018, in the CIFAR form of kuangliu/pytorch-cifar ``models/mobilenetv2.py``: 3×3 stride-1

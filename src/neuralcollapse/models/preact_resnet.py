@@ -1,12 +1,12 @@
 """Pre-activation ResNet-18 ("ResNet18v2"), the OCCE paper's main backbone.
 
 K. He, X. Zhang, S. Ren, J. Sun, "Identity Mappings in Deep Residual Networks", ECCV 2016, in the CIFAR form
-of kuangliu/pytorch-cifar ``models/preact_resnet.py`` (the style the official OCCE code follows, methods.md
+of kuangliu/pytorch-cifar ``models/preact_resnet.py`` (the style the official OCCE code follows, docs/methods.md
 §2.7, §13): 3×3 stride-1 stem without BN/activation, pre-activation blocks (BN → act → conv, twice; the 1×1
 projection shortcut without BN is applied to the pre-activated input), four stages 64/128/256/512.
 
 One addition to kuangliu's network: a final BN → activation before global average pooling, so that the 512-d
-feature is the **post-BN-ReLU pooled feature** methods.md §2.7 specifies for "ResNet18v2" (the canonical
+feature is the **post-BN-ReLU pooled feature** docs/methods.md §2.7 specifies for "ResNet18v2" (the canonical
 pre-activation ResNet also ends with this BN-ReLU). ``final_norm=False`` drops it (kuangliu exactly).
 """
 
@@ -52,7 +52,7 @@ class PreActResNet(nn.Module):
     Args:
         num_blocks: blocks per stage ((2, 2, 2, 2) for ResNet-18).
         in_channels: input channels (1 for FashionMNIST without replication — the official code's MNIST path
-            fed 1 channel to a 3-channel stem, methods.md §2.7 defect 3).
+            fed 1 channel to a 3-channel stem, docs/methods.md §2.7 defect 3).
         activation: "relu" or "silu".
         final_norm: append BN → activation before pooling (default True; see the module docstring).
 

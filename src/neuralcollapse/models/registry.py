@@ -62,7 +62,7 @@ def create(
             ``"timm:<model>"`` / ``"torchvision:<model>"`` when that package is installed.
         num_classes: accepted by every backbone; ignored unless the architecture depends on it.
         in_channels: input channels (1 for MNIST-like data without replication).
-        activation: ``"relu"`` or ``"silu"`` — replaces every non-linearity (LPC uses SiLU, methods.md §6.1).
+        activation: ``"relu"`` or ``"silu"`` — replaces every non-linearity (LPC uses SiLU, docs/methods.md §6.1).
         **kwargs: architecture options (e.g. ``width`` for ResNet-32, ``hidden`` for the MLP). Options set
             to ``None`` are dropped so the architecture's own default applies.
 

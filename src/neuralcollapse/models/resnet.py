@@ -4,13 +4,13 @@
   Image Recognition", CVPR 2016, in the CIFAR form of kuangliu/pytorch-cifar: 3×3 stride-1 stem, no max-pool,
   four stages 64/128/256/512 (×4 for the bottleneck), 1×1-conv + BN projection shortcuts, global average
   pooling. Features: 512-d (18/34) or 2048-d (50), post-ReLU. These are the LPC backbones (SiLU variant,
-  methods.md §6.1) and the NTCE/NONL backbones (§4.1).
+  docs/methods.md §6.1) and the NTCE/NONL backbones (§4.1).
 * ``resnet32``: the 6n+2 CIFAR ResNet (n = 5) of P. Mettes et al., "Hyperspherical Prototype Networks",
-  NeurIPS 2019 (psmmettes/hpn, ``models/cifar/resnet.py``), used by DL2PA (methods.md §7.4): 3×3 stem with 16
+  NeurIPS 2019 (psmmettes/hpn, ``models/cifar/resnet.py``), used by DL2PA (docs/methods.md §7.4): 3×3 stem with 16
   channels, three stages 16/32/64 (× ``width``) of five basic blocks, a **3×3** stride-2 conv + BN projection
   shortcut (HPN's choice), He-normal fan-out conv init, global average pooling: 64·width features.
   ``shortcut="pad"`` gives the LDAM/ImbalancedLearning "option A" block instead (parameter-free shortcut:
-  stride-2 subsampling and zero channel padding), as in the long-tail ResNet-32 of methods.md §7.4 / §8.
+  stride-2 subsampling and zero channel padding), as in the long-tail ResNet-32 of docs/methods.md §7.4 / §8.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Known/unknown class splits for open-set recognition (OSR) and their saved-list format.
 
-The OCCE paper's OSR protocol (methods.md §11) uses 5 random splits per data set — FashionMNIST 4 known / 6
+The OCCE paper's OSR protocol (docs/methods.md §11) uses 5 random splits per data set — FashionMNIST 4 known / 6
 unknown, CIFAR-100 20/80, TinyImageNet 40/160 — whose class lists were not published. Here a split is the
 seeded permutation ``np.random.default_rng(seed).permutation(num_classes)``: its first ``num_known`` entries
 are the known classes (seeds 0–4 give the 5 splits). Always save the lists with the results

@@ -4,7 +4,7 @@ image corruptions (CIFAR-10-C / ImageNet-C families) with a corruption-accuracy 
 Depends on torch only; every tool evaluates the model in eval mode with frozen parameters and restores
 its state afterwards.
 
-Note: ``robustness.deepfool`` is the *function* (DESIGN.md's public name); its module is reached with
+Note: ``robustness.deepfool`` is the *function* (docs/design.md's public name); its module is reached with
 ``from neuralcollapse.robustness.deepfool import ...``.
 """
 

@@ -1,4 +1,4 @@
-"""Common image corruptions of CIFAR-10-C / ImageNet-C as pure tensor operations (methods.md §4.6).
+"""Common image corruptions of CIFAR-10-C / ImageNet-C as pure tensor operations (docs/methods.md §4.6).
 
 Source: D. Hendrycks, T. Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations", ICLR 2019; severity constants from hendrycks/robustness (``ImageNet-C/create_c/
@@ -430,7 +430,7 @@ def corruption_accuracy(
     seed: int = 0,
 ) -> CorruptionAccuracy:
     """Accuracy under each corruption and severity, and the mean corruption accuracy (Hendrycks &
-    Dietterich, ICLR 2019; the robustness comparison of the NTCE/NONL paper, methods.md §4.6).
+    Dietterich, ICLR 2019; the robustness comparison of the NTCE/NONL paper, docs/methods.md §4.6).
 
     Each (name, severity) uses its own generator seeded from (``seed``, name, severity), so a cell does not
     depend on which other cells are evaluated; with a fixed ``batch_size`` the table is reproducible. The

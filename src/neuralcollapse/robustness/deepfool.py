@@ -1,4 +1,4 @@
-"""DeepFool minimal adversarial perturbation and a gradient-norm Lipschitz proxy (methods.md §6.5).
+"""DeepFool minimal adversarial perturbation and a gradient-norm Lipschitz proxy (docs/methods.md §6.5).
 
 Source: S.-M. Moosavi-Dezfooli, A. Fawzi, P. Frossard, "DeepFool: a simple and accurate method to fool deep
 neural networks", CVPR 2016, Algorithm 2 (multi-class); reference LTS4/DeepFool (``Python/deepfool.py``) as
@@ -140,7 +140,7 @@ def deepfool(
     return_perturbed: bool = False,
 ) -> DeepFoolResult:
     """DeepFool's minimal L2 perturbation per input (Moosavi-Dezfooli et al., CVPR 2016, Algorithm 2;
-    methods.md §6.5), batched.
+    docs/methods.md §6.5), batched.
 
     For each input, with label ŷ = the clean prediction and candidates I = the ``num_candidates`` largest
     clean logits (ŷ first): repeat until argmax over **all** classes ≠ ŷ or ``max_iter`` steps —
@@ -207,7 +207,7 @@ def deepfool(
 
 
 def deepfool_summary(result: DeepFoolResult, labels: Tensor | None = None) -> dict[str, float]:
-    """Aggregate a :class:`DeepFoolResult` as the LPC paper reports it (methods.md §6.5).
+    """Aggregate a :class:`DeepFoolResult` as the LPC paper reports it (docs/methods.md §6.5).
 
     Args:
         result: output of :func:`deepfool`.
@@ -258,7 +258,7 @@ def margin_gradient_norm(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Local Lipschitz proxy ‖∇ₓ(z_y − max_{k≠y} z_k)‖₂ per input (LPC reference,
-    ``estimate_lipschitz_gradient_norm_stream``; methods.md §6.5).
+    ``estimate_lipschitz_gradient_norm_stream``; docs/methods.md §6.5).
 
     The gradient of the logit margin bounds how fast the decision can change around x: a margin m
     needs a perturbation of at least about m / ‖∇m‖. Model state is restored as in :func:`deepfool`.

@@ -65,7 +65,7 @@ def _head(pl_module: Any) -> Any:
 
 class GammaScheduleCallback(Callback):
     """Set the weight of one objective term from a :class:`~neuralcollapse.schedules.GammaSchedule` before
-    every epoch (LPC's growing penalty weight, methods.md §6.2). The schedule is a pure function of the
+    every epoch (LPC's growing penalty weight, docs/methods.md §6.2). The schedule is a pure function of the
     1-indexed epoch, so a resumed run gets exactly the uninterrupted values. Logs ``gamma/<term>``.
 
     Args:
@@ -109,7 +109,7 @@ class GammaScheduleCallback(Callback):
 
 class MarginScheduleCallback(Callback):
     """Set ``scale``/``margin`` of an ArcFace/CosFace objective term before every epoch from a
-    :class:`~neuralcollapse.schedules.MarginSchedule` (LPC baselines' ramps, methods.md §5). Logs
+    :class:`~neuralcollapse.schedules.MarginSchedule` (LPC baselines' ramps, docs/methods.md §5). Logs
     ``margin/<term>/scale`` and ``margin/<term>/margin``."""
 
     def __init__(self, schedule: Any, term: str = "arcface") -> None:
@@ -131,7 +131,7 @@ class MarginScheduleCallback(Callback):
 
 class PrototypeReassignment(Callback):
     """DL2PA label-to-prototype re-assignment, once every ``every`` epochs **after validation** (epoch e
-    trains with the assignment from the end of epoch e − 1; methods.md §7.2). Calls ``head.reassign()`` and
+    trains with the assignment from the end of epoch e − 1; docs/methods.md §7.2). Calls ``head.reassign()`` and
     logs the number of classes whose prototype changed (``dl2pa/reassigned``). The assignment and the class
     representatives are buffers of the head, so they are saved in checkpoints with the model.
 
@@ -244,7 +244,7 @@ class AnticlassSelfDistillation(Callback):
 
 
 class AdaFocalCallback(Callback):
-    """AdaFocal's per-epoch γ update on the held-out split (Ghosh et al., NeurIPS 2022; methods.md §3).
+    """AdaFocal's per-epoch γ update on the held-out split (Ghosh et al., NeurIPS 2022; docs/methods.md §3).
 
     After validation, the held-out loader (``datamodule.holdout_dataloader()``, 10 % of the training split by
     default) is run in eval mode and the ``adafocal`` term's :class:`~neuralcollapse.losses.AdaFocalState`

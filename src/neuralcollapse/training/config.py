@@ -77,14 +77,14 @@ class TrainConfig:
     #: fraction of the training split held out as a validation set (0 = none; evaluation uses the test split,
     #: as the OCCE code, whose "Val" tags are test-set values).
     val_fraction: float = 0.0
-    #: normalise CIFAR-100 with the CIFAR-10 constants, as the official OCCE code does (methods.md §2.7, defect 2).
+    #: normalise CIFAR-100 with the CIFAR-10 constants, as the official OCCE code does (docs/methods.md §2.7, defect 2).
     official_normalization: bool = False
     #: open-set recognition: number of known classes (train on those, remapped to 0..k-1), split seed.
     osr_known: int | None = None
     osr_split_seed: int | None = None
     #: long-tail imbalance ratio ρ: n_c = n_max·ρ^{c/(K-1)} (DL2PA / ETF recipes); None = balanced.
     long_tail_ratio: float | None = None
-    #: class-balanced batches (NTCE/NONL, methods.md §4.3): classes_per_batch × samples_per_class per rank.
+    #: class-balanced batches (NTCE/NONL, docs/methods.md §4.3): classes_per_batch × samples_per_class per rank.
     class_balanced: bool = False
     classes_per_batch: int | None = None
     samples_per_class: int | None = None
@@ -110,16 +110,16 @@ class TrainConfig:
     #: soft anti-class targets for OCCE (Appendix A.1.1): none | instance (α 0.1) | class (α 0.5).
     soft_targets: str = "none"
     soft_target_alpha: float | None = None
-    #: γ schedule of a term's weight, applied before each epoch (LPC, methods.md §6.2): a preset name
+    #: γ schedule of a term's weight, applied before each epoch (LPC, docs/methods.md §6.2): a preset name
     #: ("lpc-paper", "lpc-2025") or a mapping of GammaSchedule arguments; None = constant weight.
     gamma_schedule: str | dict[str, Any] | None = None
     gamma_schedule_term: str = "lpc"
-    #: margin/scale ramp for ArcFace/CosFace (methods.md §5): a preset ("lpc-arcface", "lpc-cosface"), "auto"
+    #: margin/scale ramp for ArcFace/CosFace (docs/methods.md §5): a preset ("lpc-arcface", "lpc-cosface"), "auto"
     #: (the loss's preset) or a mapping of MarginSchedule arguments.
     margin_schedule: str | bool | dict[str, Any] | None = None
     #: DL2PA label-to-prototype re-assignment cadence in epochs, after validation (0 = fixed assignment).
     reassign_every: int = 1
-    #: AdaFocal: fraction of the training split held out for the per-epoch γ update (methods.md §3).
+    #: AdaFocal: fraction of the training split held out for the per-epoch γ update (docs/methods.md §3).
     adafocal_holdout: float = 0.1
 
     # --- optimisation -----------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     #: absolute lr at the start of the linear warm-up (it ends at the schedule's value at the warm-up end).
     warmup_start_lr: float = 0.0
-    #: parameter groups kept at the base lr (LPC: ["classifier"], methods.md §6.3).
+    #: parameter groups kept at the base lr (LPC: ["classifier"], docs/methods.md §6.3).
     constant_lr_groups: list[str] = field(default_factory=list)
     grad_clip: float | None = None
 

@@ -1,9 +1,9 @@
 """``CollapseDataModule``: the data of a run, held in memory as tensors, served in batches ``(x, y, index)``.
 
-Loading applies, in order: open-set split (known classes only, labels remapped; methods.md §11), long-tail
+Loading applies, in order: open-set split (known classes only, labels remapped; docs/methods.md §11), long-tail
 subsampling (ρ), a held-out validation split, an AdaFocal held-out split, a seeded training subset. Batches
 come from :class:`neuralcollapse.data.samplers.TensorBatchLoader` (or the class-balanced batch sampler of
-methods.md §4.3), sharded by rank under DDP and reshuffled per (seed, epoch) — so a resumed epoch sees the
+docs/methods.md §4.3), sharded by rank under DDP and reshuffled per (seed, epoch) — so a resumed epoch sees the
 same batches. ``index`` is the position in the (processed) training split: the key of per-sample state such
 as the instance soft anti-class targets.
 """
@@ -45,7 +45,7 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
 
     options = {}
     if config.official_normalization:
-        # The official OCCE code normalises CIFAR-100 with CIFAR-10's constants (methods.md §2.7, defect 2).
+        # The official OCCE code normalises CIFAR-100 with CIFAR-10's constants (docs/methods.md §2.7, defect 2).
         if ncdata.DATASETS.resolve(config.dataset) not in ("cifar10", "cifar100"):
             raise ValueError(f"`official_normalization` applies to CIFAR-10/100 only; got dataset {config.dataset!r}")
         options["official_normalization"] = True

@@ -1,9 +1,9 @@
 """``neuralcollapse evaluate``: closed-set accuracy, post-hoc OOD detection and open-set metrics of a checkpoint.
 
 Representations are extracted once in eval mode without augmentation: the training split (to fit the
-detectors — never the test or OOD data, methods.md §10), the ID test split, each OOD set (converted to the ID
+detectors — never the test or OOD data, docs/methods.md §10), the ID test split, each OOD set (converted to the ID
 channels and size, normalised with the ID statistics) and, for open-set runs, the unknown-class test images.
-Scores: higher = in-distribution / known. OSR metrics follow methods.md §11 (ER on the knowns, OSCR with ties
+Scores: higher = in-distribution / known. OSR metrics follow docs/methods.md §11 (ER on the knowns, OSCR with ties
 grouped, AUROC with the known class positive; MSP; the dual head also reports its OCCE and combined scores).
 """
 
@@ -26,7 +26,7 @@ __all__ = [
     "print_evaluation",
 ]
 
-#: The ten detectors of the OCCE paper's OOD study (OpenOOD v1.5 defaults; methods.md §10).
+#: The ten detectors of the OCCE paper's OOD study (OpenOOD v1.5 defaults; docs/methods.md §10).
 DEFAULT_DETECTORS = ("msp", "odin", "rmds", "ebo", "vim", "knn", "dice", "she", "relation", "scale")
 #: ViM's principal-space dimension when the features are too narrow for its default (256): D/2.
 VIM_NARROW_FRACTION = 0.5
@@ -223,7 +223,7 @@ def _open_set_report(known: Representations, unknown: Representations, known_cla
     p_k, p_u = z_k.softmax(dim=1), z_u.softmax(dim=1)
     scores["msp"] = (p_k.max(dim=1).values, p_u.max(dim=1).values, z_k.argmax(dim=1))
     if "anti_logits" in known:
-        # Dual head (OCCE paper §3.3, methods.md §2.5): the OCCE head and the combined read-out as well.
+        # Dual head (OCCE paper §3.3, docs/methods.md §2.5): the OCCE head and the combined read-out as well.
         for kind, name in (("occe", "occe_head"), ("combined", "combined")):
             pred_k, s_k = dual_head_scores(z_k, known["anti_logits"], kind)
             _, s_u = dual_head_scores(z_u, unknown["anti_logits"], kind)

@@ -4,14 +4,14 @@ One training step: uint8/float batch → float in [0, 1] → batched augmentatio
 random-resized crop, flip, optional mixup) → normalisation → ``net`` → ``Objective`` (+ per-step context from
 the callbacks, e.g. soft anti-class targets) → optimiser step with the learning rate set from the progress
 (:mod:`neuralcollapse.training.optim`). Optimisation is manual so that COT's second update (a second SGD
-optimiser with its own momentum buffers on the complement entropy, methods.md §3) and DL2PA's per-step
+optimiser with its own momentum buffers on the complement entropy, docs/methods.md §3) and DL2PA's per-step
 representative updates fit in the same step.
 
 Epoch metrics (sample-weighted means, all-reduced under DDP): ``train/<part>``, ``train/acc``, ``lr``,
 ``<stage>/<part>``, ``<stage>/acc`` for each evaluation split (``test``, and ``val`` when a validation split is
 held out), and every ``nc_every`` epochs the neural-collapse metrics of the test split (``test_nc/<key>``,
 features captured during validation — no extra pass) and of the un-augmented training split in eval mode
-(``train_nc/<key>``, one extra forward pass; methods.md §2.9).
+(``train_nc/<key>``, one extra forward pass; docs/methods.md §2.9).
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class CollapseModule(L.LightningModule):
         opt.step()
 
         if self.use_cot:
-            # COT's second update on the complement entropy: new forward, own optimiser (methods.md §3).
+            # COT's second update on the complement entropy: new forward, own optimiser (docs/methods.md §3).
             out2 = self.net(x)
             second = self.objective.term("cot")(out2, y, **context)
             opt2 = optimizers[1]

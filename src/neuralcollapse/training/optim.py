@@ -15,7 +15,7 @@ Semantics of the papers' schedules:
 
 Parameter groups: every parameter gets the weight decay (the official OCCE code decays BN and biases too);
 groups named in ``constant_lr_groups`` keep the base lr (LPC: the classifier is excluded from the decay,
-methods.md §6.3).
+docs/methods.md §6.3).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = ["build_optimizer", "classifier_parameters", "effective_lr", "lr_facto
 
 def effective_lr(config: TrainConfig, world_batch: int) -> float:
     """Base lr after the batch-size rule: ``lr·B/lr_reference_batch`` with ``lr_scaling="linear"``
-    (NTCE/NONL CIFAR: 0.2·B/256, methods.md §4.6), else ``lr``."""
+    (NTCE/NONL CIFAR: 0.2·B/256, docs/methods.md §4.6), else ``lr``."""
     if config.lr_scaling == "linear":
         return config.lr * world_batch / config.lr_reference_batch
     return config.lr

@@ -1,7 +1,7 @@
 """Objective presets: a name → the head, loss and switches that make one method (CLI ``--objective``).
 
 Each preset is a set of :class:`~neuralcollapse.training.config.TrainConfig` fields. Presets cover the
-methods of methods.md: CE and the OCCE family (§2), the normalised-prototype losses (§4), LPC (§6), DL2PA /
+methods of docs/methods.md: CE and the OCCE family (§2), the normalised-prototype losses (§4), LPC (§6), DL2PA /
 HPN / fixed ETF (§7–8), margin and contrastive baselines (§5). A name that is not a preset but parses as a
 loss spec (``"focal+0.1*occe"``) means that loss with a linear head.
 """
@@ -36,7 +36,7 @@ OBJECTIVES: dict[str, ObjectivePreset] = {
                 loss_kwargs={}),
         _preset("ce+occe", "CE + γ·OCCE on the same logits (Katsikas et al. 2025, Eq. 8; γ = 1)", head="linear",
                 head_kwargs={}, loss="ce+occe", loss_kwargs={}),
-        _preset("rce", "OCCE alone = reverse cross-entropy up to the sign convention (methods.md §2.1)",
+        _preset("rce", "OCCE alone = reverse cross-entropy up to the sign convention (docs/methods.md §2.1)",
                 head="linear", head_kwargs={}, loss="occe", loss_kwargs={}),
         _preset("dual", "decoupled dual head: CE on z, OCCE on the anti-class head z̄ (OCCE paper §3.3)",
                 head="dual", head_kwargs={}, loss="ce+occe", loss_kwargs={}),

@@ -34,7 +34,7 @@ METRICS_CSV = "metrics.csv"
 
 #: The nine TensorBoard tags of the official OCCE code (cidl-auth/anticlasses) → our metric keys; step =
 #: 0-indexed epoch, accuracy a fraction, losses sample-weighted epoch means, "Val" = the test split
-#: (methods.md §2.7). The OCCE loss is the KL form (0 at the optimum; the official code logs the same form).
+#: (docs/methods.md §2.7). The OCCE loss is the KL form (0 at the optimum; the official code logs the same form).
 OCCE_TAGS: dict[str, str] = {
     "Train/Classifier_LR": "lr",
     "Train/Accuracy": "train/acc",
