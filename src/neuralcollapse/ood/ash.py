@@ -83,6 +83,7 @@ class ASH(Detector):
     """
 
     requires = Requires(fit=("weight",), score=("features",))
+    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
     defaults = MappingProxyType({"p": DEFAULT_P, "variant": DEFAULT_VARIANT})
     sweep = MappingProxyType({"p": SWEEP_P})
 

@@ -9,12 +9,18 @@ losses do): a missing input raises ``ValueError`` naming it, scoring before fitt
 
 Scores are 1-D tensors where **higher = more in-distribution** (OpenOOD's "conf"; pytorch-ood's detectors
 return the negation). Detectors never modify their inputs.
+
+A detector may also declare what it **assumes** of the representations (``assumptions``, names of
+:data:`ASSUMPTIONS`): ``Detector.applicable(features=..., head=...)`` returns ``(False, reason)`` when the
+given features or head violate one, so that reports can flag the detector and leave it out of averages
+(e.g. DICE, ASH, SCALE and ReAct shape post-ReLU activations and assume non-negative features; a cosine or
+LPC head gives signed ones).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
@@ -23,7 +29,7 @@ from torch import Tensor
 
 from .._validation import as_tensor, check_labels, check_tensor
 
-__all__ = ["FIT_INPUTS", "SCORE_INPUTS", "Detector", "NotFittedError", "Requires"]
+__all__ = ["ASSUMPTIONS", "FIT_INPUTS", "SCORE_INPUTS", "Assumption", "Detector", "NotFittedError", "Requires"]
 
 #: every keyword ``Detector.fit`` understands (a detector reads the subset named in ``requires.fit``)
 FIT_INPUTS = ("features", "labels", "logits", "weight", "bias", "model")
@@ -44,6 +50,52 @@ class Requires(NamedTuple):
 
     fit: tuple[str, ...] = ()
     score: tuple[str, ...] = ()
+
+
+class Assumption(NamedTuple):
+    """Something a detector assumes of the representations it reads.
+
+    Attributes:
+        description: what is assumed, as a phrase ("non-negative (post-ReLU) features").
+        violated: ``(features, head) -> reason | None``; ``features`` is an (N, D) float tensor or None,
+            ``head`` the head's registry name or None. It returns None when the assumption holds **or cannot
+            be judged** from what is given, else a short reason naming the evidence.
+    """
+
+    description: str
+    violated: Callable[[Tensor | None, str | None], str | None]
+
+
+def _negative_features(features: Tensor | None, head: str | None) -> str | None:
+    if features is None:
+        return None
+    negative = features < 0
+    if not bool(negative.any()):
+        return None
+    fraction = float(negative.double().mean())
+    return f"the features have negative entries (a fraction {fraction:.3g} of them; min {float(features.min()):.3g})"
+
+
+#: relative spread of the row norms below which features count as normalised (float32 round-off is ~1e-7)
+NORMALISED_TOLERANCE = 1e-3
+
+
+def _normalised_features(features: Tensor | None, head: str | None) -> str | None:
+    if features is None or features.shape[0] < 2:
+        return None
+    norms = torch.linalg.vector_norm(features.double(), dim=1)
+    mean = float(norms.mean())
+    if mean > 0 and float(norms.max() - norms.min()) <= NORMALISED_TOLERANCE * mean:
+        return f"every feature vector has the same norm ({mean:.3g}): the features are normalised"
+    return None
+
+
+#: Assumption name -> :class:`Assumption`; a detector lists the names it relies on in ``assumptions``.
+#: Add an entry to declare a new kind of assumption.
+ASSUMPTIONS: dict[str, Assumption] = {
+    "nonnegative_features": Assumption("non-negative (post-ReLU) features", _negative_features),
+    "unnormalised_features": Assumption("features whose norm varies (not normalised)", _normalised_features),
+}
 
 
 def _reject_unexpected(unexpected: Mapping[str, Any], stage: str, valid: tuple[str, ...]) -> None:
@@ -86,6 +138,7 @@ class Detector:
         sweep: hyperparameter name -> grid of OpenOOD v1.5's parameter search (empty: no search).
         n_features_in_: feature dimension D seen in ``fit`` (from ``features`` or ``weight``), else None.
         n_classes_: number of classes K seen in ``fit`` (from ``logits`` or ``weight``), else None.
+        assumptions: names of :data:`ASSUMPTIONS` the detector relies on (checked by :meth:`applicable`).
 
     Example:
         >>> import torch
@@ -101,6 +154,7 @@ class Detector:
     requires: ClassVar[Requires] = Requires()
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     sweep: ClassVar[Mapping[str, tuple[Any, ...]]] = MappingProxyType({})
+    assumptions: ClassVar[tuple[str, ...]] = ()
 
     is_fitted_: bool = False
     n_features_in_: int | None = None
@@ -182,6 +236,46 @@ class Detector:
         return self._score(**prepared)
 
     __call__ = score
+
+    @classmethod
+    def applicable(cls, *, features: Tensor | None = None, head: str | None = None) -> tuple[bool, str]:
+        """Whether the detector's ``assumptions`` hold for these representations (docs/guide.md §6).
+
+        Call it with the features the detector is fitted on (the ID training features). An assumption that
+        cannot be judged from what is given (``features=None``) counts as holding. Subclasses may override it
+        for checks that are not in :data:`ASSUMPTIONS`.
+
+        Args:
+            features: (N, D) features.
+            head: registry name of the model's head (e.g. ``"cosine"``), or None.
+
+        Returns:
+            ``(True, "")``, or ``(False, reason)`` where ``reason`` names the detector, the assumption and
+            the evidence.
+
+        Raises:
+            TypeError: ``features`` not a tensor, or ``head`` not a string.
+            ValueError: ``features`` not a finite, floating 2-D tensor.
+
+        Example:
+            >>> import torch
+            >>> from neuralcollapse import ood
+            >>> ok, why = ood.get("react").applicable(features=torch.tensor([[0.5, -1.0], [2.0, 0.0]]))
+            >>> ok, why.split(";")[0]
+            (False, 'react assumes non-negative (post-ReLU) features')
+            >>> ood.get("msp").applicable(features=torch.tensor([[0.5, -1.0]]))
+            (True, '')
+        """
+        if head is not None and not isinstance(head, str):
+            raise TypeError(f"`head` must be the head's name (str) or None; got {type(head).__name__}")
+        if features is not None:
+            features = _float_matrix(features, "features")
+        for name in cls.assumptions:
+            assumption = ASSUMPTIONS[name]
+            reason = assumption.violated(features, head)
+            if reason is not None:
+                return False, f"{cls.name} assumes {assumption.description}; {reason}"
+        return True, ""
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters as a dict (keys of ``defaults``)."""

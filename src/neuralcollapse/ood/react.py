@@ -48,6 +48,7 @@ class ReAct(Detector):
     """
 
     requires = Requires(fit=("features", "weight"), score=("features",))
+    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
     defaults = MappingProxyType({"p": DEFAULT_P})
     sweep = MappingProxyType({"p": SWEEP_P})
 

@@ -66,6 +66,7 @@ class Scale(Detector):
     """
 
     requires = Requires(fit=("weight",), score=("features",))
+    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
     defaults = MappingProxyType({"p": DEFAULT_P})
     sweep = MappingProxyType({"p": SWEEP_P})
 
