@@ -1,17 +1,43 @@
 # Two commands for a newcomer:  `make train` (main job on the embedded digits data) and `make test`.
-# Both create ./.venv and install the package on first use. TORCH picks the torch requirement
-# (CI here: TORCH=torch==2.13.0, a CPU build); any torch>=2.2 works.
+# Both create ./.venv and install the package on first use, torch first:
+#   TORCH           the torch requirement (default torch>=2.2; CI: TORCH=torch==2.13.0).
+#   TORCH_INDEX     where pip looks for torch. Default: PyTorch's CPU-only wheel index when this machine has no
+#                   NVIDIA driver (no nvidia-smi, no /proc/driver/nvidia), else empty = pip's own index (on Linux,
+#                   PyPI's torch is the CUDA build, ~3 GB of nvidia-* wheels more). `make TORCH_INDEX=` forces
+#                   pip's own index. pip's configured find-links and extra indexes are searched as well.
+#   TORCH_FALLBACK  installed from pip's own index instead of the default TORCH when TORCH_INDEX cannot be
+#                   reached (the version CI pins; a TORCH you set yourself is kept, only the index is dropped).
+# A changed TORCH, TORCH_INDEX or TORCH_FALLBACK takes effect on the next `make` (stamp .venv/.torch-<checksum>):
+# pip installs the new requirement unless the installed torch already satisfies it; no `make clean` needed.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch>=2.2
+NVIDIA_DRIVER := $(shell command -v nvidia-smi >/dev/null 2>&1 || test -e /proc/driver/nvidia && echo yes)
+TORCH_INDEX ?= $(if $(NVIDIA_DRIVER),,https://download.pytorch.org/whl/cpu)
+TORCH_FALLBACK ?= torch==2.13.0
 BIN := $(VENV)/bin
+TORCH_STAMP := $(VENV)/.torch-$(shell printf '%s' '$(TORCH) $(TORCH_INDEX) $(TORCH_FALLBACK)' | cksum | cut -d' ' -f1)
+# the requirement pip gets when TORCH_INDEX is unreachable: TORCH as given, or TORCH_FALLBACK for the default TORCH
+TORCH_OFFLINE := $(if $(filter file,$(origin TORCH)),$(TORCH_FALLBACK),$(TORCH))
 
 .PHONY: train test lint bench clean
 
-$(BIN)/neuralcollapse: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+
+$(TORCH_STAMP): | $(BIN)/python
+	@rm -f $(VENV)/.torch-*
+	@req='$(TORCH)'; index='$(TORCH_INDEX)'; \
+	if [ -n "$$index" ] && ! $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)' \
+	    "$${index%/}/torch/" 2>/dev/null; then \
+	  echo "make: $$index cannot be reached: torch from pip's own index"; index=; req='$(TORCH_OFFLINE)'; \
+	fi; \
+	echo "make: pip install \"$$req\"$${index:+ --index-url $$index}"; \
+	$(BIN)/python -m pip install --quiet "$$req" $${index:+--index-url "$$index"}
+	@touch $@
+
+$(BIN)/neuralcollapse: pyproject.toml $(TORCH_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[train,ood,dev]"
 	touch $@
 
