@@ -291,3 +291,144 @@ def test_bad_input_raises_naming_the_argument():
         metric.merge_state([1])
     with pytest.raises(ValueError, match="`incoming_state` lacks the state"):
         metric.merge_state({"counts": metric.counts})
+
+
+# --------------------------------------------------------------------------- integrity (issue 12)
+def _rel_close(actual: dict, expected: dict, rel: float = 1e-12) -> None:
+    assert set(actual) == set(expected)
+    for key in expected:
+        assert abs(actual[key] - expected[key]) <= rel * max(abs(expected[key]), 1e-300), key
+
+
+@pytest.mark.parametrize("bare_fresh", [False, True])
+def test_persistent_state_dict_resume_equals_uninterrupted_stream(bare_fresh):
+    # a common offset makes the shift matter: a resumed stream that re-fixes it is off by ~1e-2 in nc1
+    features, labels, weight, bias, logits = random_problem(n=600, d=6, k=4, seed=31, offset=1e3)
+    means = stream(NeuralCollapse(4, 6), features, labels).means()
+
+    def make():
+        return NeuralCollapse(4, 6, class_means=means, weight=weight, bias=bias)
+
+    whole = stream(make(), features, labels, logits)
+    first = stream(make(), features[:250], labels[:250], logits[:250])
+    first.persistent(True)
+    saved = first.state_dict()
+    # the bare metric gets the reference tensors from the checkpoint (they are saved with persistent(True))
+    resumed = NeuralCollapse(4, 6) if bare_fresh else make()
+    resumed.load_state_dict(saved)
+    assert resumed._shift_ready
+    stream(resumed, features[250:], labels[250:], logits[250:], sizes=(7, 90, 33))
+    expected = whole.compute()
+    assert "ncc_mismatch" in expected
+    _rel_close(resumed.compute(), expected)
+    _rel_close(resumed.compute(weight=weight), whole.compute(weight=weight))
+    torch.testing.assert_close(resumed.means(), whole.means(), rtol=1e-12, atol=0)
+
+
+def test_reference_tensors_are_not_in_state_dict_by_default_strict_parent_load():
+    features, labels, weight, bias, _ = random_problem(n=100, d=4, k=3, seed=32)
+    means = stream(NeuralCollapse(3, 4), features, labels).means()
+    parent = torch.nn.Module()
+    parent.nc = NeuralCollapse(3, 4, class_means=means, weight=weight, bias=bias)
+    stream(parent.nc, features, labels)
+    saved = parent.state_dict()
+    assert not any(key.startswith("nc.") for key in saved)
+    fresh = torch.nn.Module()
+    fresh.nc = NeuralCollapse(3, 4)
+    fresh.load_state_dict(saved, strict=True)
+    # the other way round: a bare parent's checkpoint into a parent whose metric holds references
+    bare = torch.nn.Module()
+    bare.nc = NeuralCollapse(3, 4)
+    holder = torch.nn.Module()
+    holder.nc = NeuralCollapse(3, 4, class_means=means, weight=weight, bias=bias)
+    holder.load_state_dict(bare.state_dict(), strict=True)
+    torch.testing.assert_close(holder.nc.weight, weight, rtol=0, atol=0)
+    # persistent(True): states, flag and references travel through a parent's strict load
+    parent.nc.persistent(True)
+    saved = parent.state_dict()
+    assert {"nc.shift", "nc.shift_ready", "nc.update_count", "nc.weight", "nc.bias", "nc.class_means"} <= set(saved)
+    fresh.load_state_dict(saved, strict=True)
+    assert fresh.nc._shift_ready and fresh.nc.class_means.dtype == torch.float64
+    assert fresh.nc.compute() == parent.nc.compute()
+    saved["nc.weight"] = weight[:2]
+    with pytest.raises(ValueError, match=r"`weight` must have shape \(K, d\) = \(3, 4\)"):
+        NeuralCollapse(3, 4).load_state_dict({k[3:]: v for k, v in saved.items()})
+
+
+def _snapshot(metric: NeuralCollapse) -> dict:
+    names = ["counts", "sums", "scatter", "ncc_mismatches", "ncc_samples", "shift", "weight", "bias", "class_means"]
+    return {name: getattr(metric, name).clone() for name in names}
+
+
+@pytest.mark.parametrize(
+    "cast",
+    [
+        lambda m, p: m.to(torch.float16),
+        lambda m, p: m.to(torch.bfloat16),
+        lambda m, p: m.to("cpu", torch.float16),
+        lambda m, p: m.set_dtype(torch.half),
+        lambda m, p: m.set_dtype(torch.bfloat16),
+        lambda m, p: m.set_dtype(torch.float32),
+        lambda m, p: p.half(),
+        lambda m, p: p.bfloat16(),
+        lambda m, p: p.float(),
+        lambda m, p: p.to(torch.float16),
+        lambda m, p: p.type(torch.float16),
+    ],
+    ids=[
+        "to-f16",
+        "to-bf16",
+        "to-device-f16",
+        "set_dtype-half",
+        "set_dtype-bf16",
+        "set_dtype-f32",
+        "parent-half",
+        "parent-bf16",
+        "parent-float",
+        "parent-to-f16",
+        "parent-type-f16",
+    ],
+)
+def test_dtype_casts_never_round_accumulators_or_references(cast):
+    # 2501 samples: a count that float16 cannot hold (2501 -> 2500); values with a 1e3 offset lose digits in half
+    features, labels, weight, bias, logits = random_problem(n=2501, d=5, k=1 + 2, seed=33, offset=1e3)
+    labels[3:] = 0
+    means = stream(NeuralCollapse(3, 5), features, labels).means() + 1e-4
+    parent = torch.nn.Module()
+    parent.nc = NeuralCollapse(3, 5, class_means=means, weight=weight / 3.0, bias=bias / 3.0)
+    metric = stream(parent.nc, features, labels, logits)
+    before = _snapshot(metric)
+    expected = metric.compute()
+    cast(metric, parent)
+    after = _snapshot(metric)
+    for name, value in before.items():
+        assert after[name].dtype == value.dtype, name
+        assert torch.equal(after[name], value), name
+    assert all(default.dtype in (torch.float64, torch.int64) for default in metric._defaults.values())
+    assert metric.compute() == expected
+    # accumulating on after the cast still equals the uninterrupted stream
+    metric.update(features[:10], labels[:10], logits[:10])
+    reference = stream(
+        NeuralCollapse(3, 5, class_means=means, weight=weight / 3.0, bias=bias / 3.0), features, labels, logits
+    )
+    reference.update(features[:10], labels[:10], logits[:10])
+    _rel_close(metric.compute(), reference.compute())
+
+
+def test_compute_with_cache_is_keyed_on_the_arguments():
+    features, labels, weight, bias, _ = random_problem(n=200, d=5, k=3, seed=34)
+    metric = stream(NeuralCollapse(3, 5, compute_with_cache=True), features, labels)
+    plain = stream(NeuralCollapse(3, 5), features, labels)
+    with_bias = metric.compute(weight, bias)
+    assert metric.compute(weight) == plain.compute(weight) != with_bias
+    assert metric.compute(weight=weight, bias=bias) == with_bias
+    other = weight.flip(0)
+    assert metric.compute(other) == plain.compute(other)
+    assert "nc2" not in metric.compute()
+    live = weight.clone()
+    first = metric.compute(live)
+    live.mul_(2.0)  # in-place change of the same tensor: the cached value is stale
+    assert metric.compute(live) == plain.compute(live) != first
+    metric.update(features[:20], labels[:20])
+    plain.update(features[:20], labels[:20])
+    assert metric.compute(weight, bias) == plain.compute(weight, bias)

@@ -7,6 +7,8 @@ neural-collapse[train]``); ``neuralcollapse.metrics`` exposes the class lazily. 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +32,16 @@ _STATE_DTYPES = {
     "counts": torch.int64,
     **dict.fromkeys(("shift", "sums", "scatter", "ncc_mismatches", "ncc_samples"), torch.float64),
 }
+_REFERENCES = ("weight", "bias", "class_means")  # stored float64 reference tensors (buffers, may be None)
+_SHIFT_READY_KEY = "shift_ready"  # extra state_dict entries saved with the states (persistent(True))
+_UPDATE_COUNT_KEY = "update_count"
+
+
+def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
+    """Exactly the same values (None only equals None); used to key the ``compute_with_cache`` value."""
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 def _rank_zero(stacked: Tensor) -> Tensor:
@@ -60,8 +72,19 @@ class NeuralCollapse(Metric):
     Under DDP every process must call ``update`` at least once: its first call takes part in broadcasting
     c. ``compute()`` returns the same values on every rank. Calling the metric (``forward``) only
     accumulates and returns None: one mini-batch rarely holds every class and NC metrics of a batch are
-    not meaningful. ``compute()`` is not cached (``compute_with_cache=False`` by default) because its
-    result depends on its arguments.
+    not meaningful. ``compute()`` is not cached by default (``compute_with_cache=False``) because its
+    result depends on its arguments; with ``compute_with_cache=True`` the cached value is keyed on the
+    classifier's values (and the options), so a call with other (or in-place modified) arguments recomputes.
+
+    Integrity (the torchmetrics contract): the statistics are float64 (counts int64) and the stored reference
+    tensors (``weight``, ``bias``, ``class_means``) float64 whatever the module is cast to —
+    ``.to(torch.float16)``, ``set_dtype(...)``, a parent's ``.half()``/``.bfloat16()`` move them between
+    devices but never change (or round) their dtype. ``persistent(True)`` saves the states, the shift's
+    "fixed" flag and the reference tensors in ``state_dict``, so that loading them into a fresh metric and
+    updating on gives the uninterrupted stream's values; by default (non-persistent) none of them is in
+    ``state_dict`` and a strict load of a parent's checkpoint into a fresh parent works.
+    ``torch.jit.script`` is not supported (torchmetrics metrics with Python-side state are not scriptable);
+    ``torch.compile`` of the model around it is unaffected.
 
     Args:
         num_classes: K ≥ 2.
@@ -137,9 +160,12 @@ class NeuralCollapse(Metric):
         self._shift_ready = False
 
         weight, bias = _validate_classifier(weight, bias, num_classes, dim)
-        self.register_buffer("weight", None if weight is None else weight.detach().to(f64).clone())
-        self.register_buffer("bias", None if bias is None else bias.detach().to(f64).clone())
-        self.register_buffer("class_means", None)
+        # reference tensors: buffers (they follow .to(device)), non-persistent like torchmetrics states
+        stored = (weight, bias)
+        for name, value in zip(("weight", "bias"), stored, strict=True):
+            self.register_buffer(name, None if value is None else value.detach().to(f64).clone(), persistent=False)
+        self.register_buffer("class_means", None, persistent=False)
+        self._cache_key: tuple[Any, ...] | None = None
         if class_means is not None:
             self.set_class_means(class_means)
 
@@ -286,16 +312,112 @@ class NeuralCollapse(Metric):
             self._shift_ready = True
         merged = incoming.reshifted(self.shift)
         super().merge_state({name: getattr(merged, name) for name in self._defaults})
+        self._computed = None
         if isinstance(incoming_state, NeuralCollapse):
             self._update_count += incoming_state._update_count
 
-    def _apply(self, fn: Any, exclude_state: Any = "") -> Any:
-        """Follow ``.to(device)``, but keep the statistics float64 (counts int64) whatever dtype the module
-        is cast to (e.g. by a Lightning precision plugin)."""
-        this = super()._apply(fn, exclude_state)
-        for name, dtype in _STATE_DTYPES.items():
-            value = getattr(this, name)
-            if value.dtype != dtype:
-                setattr(this, name, value.to(dtype))
-                this._defaults[name] = this._defaults[name].to(dtype)
-        return this
+    def _apply(self, fn: Callable[[Tensor], Tensor], exclude_state: Any = "") -> Any:
+        """Follow ``.to(device)``/``.cuda()``/``.cpu()``, but never change a dtype: a cast (``.to(dtype)``,
+        ``set_dtype``, a parent's ``.half()``, e.g. by a precision plugin) must not round the float64
+        statistics, the int64 counts or the float64 reference tensors, not even on the way back."""
+
+        def device_only(t: Tensor) -> Tensor:
+            # learn what ``fn`` does from an empty tensor of the same dtype; apply it only when it keeps the
+            # dtype (a device move, share_memory_, ...), else move the device alone — no value is converted
+            probe = fn(torch.empty(0, dtype=t.dtype, device=t.device))
+            return fn(t) if probe.dtype == t.dtype else t.to(device=probe.device)
+
+        return super()._apply(device_only, exclude_state)
+
+    # ------------------------------------------------------------------ persistence and caching
+    def persistent(self, mode: bool = False) -> None:
+        """Whether ``state_dict`` holds the states, the shift's flag and the reference tensors (default
+        False, as torchmetrics). Save with ``persistent(True)`` to resume a stream exactly."""
+        super().persistent(mode)
+        for name in _REFERENCES:
+            if mode:
+                self._non_persistent_buffers_set.discard(name)
+            else:
+                self._non_persistent_buffers_set.add(name)
+
+    def state_dict(  # type: ignore[override]
+        self, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Any]:
+        """As ``torchmetrics.Metric.state_dict``; with persistent states also ``shift_ready``, whether the
+        shift c is fixed (it is then restored rather than re-fixed by the next ``update``), and
+        ``update_count``."""
+        destination = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if self._persistent.get("shift", False):
+            destination[prefix + _SHIFT_READY_KEY] = torch.tensor(self._shift_ready)
+            destination[prefix + _UPDATE_COUNT_KEY] = torch.tensor(self._update_count)
+        return destination
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Load the states (as torchmetrics: whenever present), the shift's flag and the reference tensors
+        (validated, kept float64 on this metric's device)."""
+        ready = state_dict.pop(prefix + _SHIFT_READY_KEY, None)
+        update_count = state_dict.pop(prefix + _UPDATE_COUNT_KEY, None)
+        shift_loaded = prefix + "shift" in state_dict
+        for name in _REFERENCES:
+            key = prefix + name
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            if name == "class_means":
+                self.set_class_means(value)
+            else:  # weight is loaded before bias, which needs it
+                pair = (value, None) if name == "weight" else (self.weight, value)
+                _validate_classifier(*pair, self.num_classes, self.dim)
+                setattr(self, name, value.detach().to(device=self.sums.device, dtype=torch.float64).clone())
+            if name in self._non_persistent_buffers_set:
+                del state_dict[key]  # loaded above; the module would report it as unexpected
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        for name, dtype in _STATE_DTYPES.items():  # keep the float64/int64 contract whatever was saved
+            value = getattr(self, name)
+            setattr(self, name, value.to(device=self.sums.device, dtype=dtype))
+        if shift_loaded:
+            # an older checkpoint without the flag: the shift is fixed once anything was accumulated
+            self._shift_ready = bool(ready) if ready is not None else bool(self.counts.sum() > 0)
+        if update_count is not None:
+            self._update_count = int(update_count)
+        self._computed = None
+        self._cache_key = None
+
+    def _wrap_compute(self, compute: Callable[..., Any]) -> Callable[..., Any]:
+        """torchmetrics' caching wrapper, keyed on the arguments: with ``compute_with_cache=True`` the cached
+        value is returned only for the same classifier values and options (torchmetrics ignores the
+        arguments)."""
+        cached = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def keyed(weight: Tensor | None = None, bias: Tensor | None = None) -> Any:
+            if weight is None and bias is None:
+                effective = (self.weight, self.bias)
+            else:
+                effective = (weight, bias)
+            key = tuple(None if t is None else t.detach() for t in effective)
+            options = (self.global_mean, self.allow_missing_classes)
+            previous = getattr(self, "_cache_key", None)
+            if self._computed is not None and not (
+                previous is not None
+                and previous[0] == options
+                and all(_same_tensor(a, b) for a, b in zip(previous[1], key, strict=True))
+            ):
+                self._computed = None
+            value = cached(weight, bias)
+            if self.compute_with_cache:
+                self._cache_key = (options, tuple(None if t is None else t.clone() for t in key))
+            return dict(value) if isinstance(value, dict) else value
+
+        return keyed
