@@ -1,10 +1,10 @@
-"""The documentation cannot rot: every ```python block of docs/guide.md runs, and docs/api.md lists exactly the
-public names of each subpackage.
+"""The documentation cannot rot: every ```python block of README.md and docs/*.md runs, docs/api.md lists exactly
+the public names of each subpackage, every cited ``docs/<page>.md`` (and section) exists, every table renders.
 
-The guide's blocks are executed in order in one namespace (later blocks use names defined earlier), in a
-temporary working directory (blocks that train write a run folder). A block whose first line is
-``# doctest: skip`` is shown to the reader but not run: reserved for blocks that need data files that are not
-shipped, a GPU, or more than a few seconds.
+The blocks of one page are executed in order in one namespace (later blocks use names defined earlier), in a
+temporary working directory (blocks that train write a run folder), with the registries restored afterwards. A
+block whose first line is ``# doctest: skip`` is shown to the reader but not run: reserved for blocks that need
+data files that are not shipped, a GPU, or more than a few seconds (docs/design.md, "Documentation").
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ API = DOCS / "api.md"
 SKIP_MARK = "# doctest: skip"
 #: Budget of the whole guide run (the test-suite budget of this file is 30 s on 2 cores).
 GUIDE_BUDGET_S = 30.0
+#: Budget of each other page's examples.
+PAGE_BUDGET_S = 5.0
 
 #: Subpackages documented in docs/api.md, in its order.
 API_PACKAGES = (
@@ -69,14 +71,15 @@ def test_extractor_finds_blocks_and_skip_marks():
     assert blocks[1][1].splitlines()[0] == SKIP_MARK
 
 
-def test_guide_blocks_run(tmp_path, monkeypatch):
-    text = GUIDE.read_text(encoding="utf-8")
-    blocks = python_blocks(text)
-    assert len(blocks) >= 30, "the guide lost its examples"
-    runnable = [(line, code) for line, code in blocks if code.lstrip().splitlines()[0].strip() != SKIP_MARK]
-    assert len(runnable) >= 0.8 * len(blocks), "too many skipped blocks: the guide would not be checked"
+def runnable_blocks(text: str) -> list[tuple[int, str]]:
+    """The ```python blocks of ``text`` not marked ``# doctest: skip`` on their first line."""
+    return [(line, code) for line, code in python_blocks(text) if code.lstrip().splitlines()[0].strip() != SKIP_MARK]
 
-    # the guide registers an example loss term: restore every registry afterwards
+
+def run_page_blocks(page: Path, monkeypatch, tmp_path) -> float:
+    """Run the runnable blocks of ``page`` in order in one namespace, isolated as the module docstring says;
+    return the elapsed seconds. A failure names the page's own line."""
+    # pages register example terms: restore every registry afterwards
     for registry in _registries():
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
         monkeypatch.setattr(registry, "_aliases", dict(registry._aliases))
@@ -84,21 +87,61 @@ def test_guide_blocks_run(tmp_path, monkeypatch):
     monkeypatch.delenv("NEURALCOLLAPSE_RUN_DIR", raising=False)
     monkeypatch.delenv("NEURALCOLLAPSE_DATA_DIR", raising=False)
     torch.manual_seed(0)
-    namespace: dict = {"__name__": "__guide__"}
+    namespace: dict = {"__name__": f"__{page.stem}__"}
+    name = page.relative_to(DOCS.parent).as_posix() if page.is_relative_to(DOCS.parent) else page.name
     start = time.perf_counter()
-    for line, code in runnable:
-        # padded so that tracebacks show the line numbers of docs/guide.md itself
+    for line, code in runnable_blocks(page.read_text(encoding="utf-8")):
+        # padded so that tracebacks show the line numbers of the page itself
         source = "\n" * (line - 1) + code
         try:
-            exec(compile(source, str(GUIDE), "exec"), namespace)  # the guide's own code
+            exec(compile(source, str(page), "exec"), namespace)  # the page's own code
         except Exception as exc:  # pragma: no cover - the message is the point
-            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(GUIDE)]
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(page)]
             where = frames[-1].lineno if frames else line
             raise AssertionError(
-                f"docs/guide.md line {where} (block starting at line {line}) failed: {type(exc).__name__}: {exc}"
+                f"{name} line {where} (block starting at line {line}) failed: {type(exc).__name__}: {exc}"
             ) from exc
-    elapsed = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def test_guide_blocks_run(tmp_path, monkeypatch):
+    blocks = python_blocks(GUIDE.read_text(encoding="utf-8"))
+    assert len(blocks) >= 30, "the guide lost its examples"
+    runnable = runnable_blocks(GUIDE.read_text(encoding="utf-8"))
+    assert len(runnable) >= 0.8 * len(blocks), "too many skipped blocks: the guide would not be checked"
+    elapsed = run_page_blocks(GUIDE, monkeypatch, tmp_path)
     assert elapsed < GUIDE_BUDGET_S, f"the guide's examples took {elapsed:.1f} s (budget {GUIDE_BUDGET_S} s)"
+
+
+#: Every page but the guide (tested above with its own budget) that has a ```python block.
+OTHER_PAGES = [
+    page
+    for page in (DOCS.parent / "README.md", *sorted(DOCS.glob("*.md")))
+    if page != GUIDE and python_blocks(page.read_text(encoding="utf-8"))
+]
+
+
+def test_readme_has_runnable_examples():
+    assert DOCS.parent / "README.md" in OTHER_PAGES
+    assert runnable_blocks((DOCS.parent / "README.md").read_text(encoding="utf-8")), "README lost its example"
+
+
+def test_a_failing_block_names_its_page_line_and_skip_marked_blocks_do_not_run(tmp_path, monkeypatch):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n```python\nx = 1\n```\n```python\n# doctest: skip\nboom()\n```\n```python\ny = x + 1\nz = 1 / 0\n```\n",
+        encoding="utf-8",
+    )
+    expected = r"page\.md line 11 \(block starting at line 10\) failed: ZeroDivisionError"
+    with pytest.raises(AssertionError, match=expected):
+        run_page_blocks(page, monkeypatch, tmp_path)
+
+
+@pytest.mark.parametrize("page", OTHER_PAGES, ids=lambda p: p.name)
+def test_page_blocks_run(page, tmp_path, monkeypatch):
+    """Every runnable ```python block of README.md and docs/*.md runs (in ``PAGE_BUDGET_S`` per page)."""
+    elapsed = run_page_blocks(page, monkeypatch, tmp_path)
+    assert elapsed < PAGE_BUDGET_S, f"{page.name}'s examples took {elapsed:.1f} s (budget {PAGE_BUDGET_S} s)"
 
 
 def _first_line(obj: object) -> str:

@@ -254,6 +254,22 @@ def test_inputs_are_not_modified():
         assert torch.equal(before, after)
 
 
+def test_tensors_that_require_grad_are_measured_without_warning_or_graph():
+    """A head's ``weight`` (a Parameter) and training-step features go in as they are: no requires_grad
+    warning, the same values as detached inputs, and no gradient flows back through the metric."""
+    import warnings
+
+    features, labels, weight, bias, logits = random_problem()
+    expected = neural_collapse(features, labels, weight, bias, logits=logits)
+    params = [torch.nn.Parameter(t.clone()) for t in (features, weight, bias, logits)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = neural_collapse(params[0], labels, params[1], params[2], logits=params[3])
+    assert_close_dict(out, expected, rtol=0, atol=0)
+    assert torch.is_grad_enabled()
+    assert all(p.grad is None for p in params)
+
+
 def test_large_common_offset_is_harmless():
     # the functional form shifts by the global mean: a 1e6 offset with unit spread leaves the result
     features, labels, weight, _, _ = random_problem(seed=5)

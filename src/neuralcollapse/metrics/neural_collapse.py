@@ -333,6 +333,7 @@ def _validate_classifier(
     return weight, bias
 
 
+@torch.no_grad()
 def neural_collapse(
     features: Tensor,
     labels: Tensor,
@@ -372,6 +373,8 @@ def neural_collapse(
     ``self_duality``) are absent without ``weight``. ``ncc_mismatch`` compares the nearest uncentred class
     mean with the network's prediction: argmax of ``logits`` if given, else of hWᵀ + b, else it is absent.
     For normalised/prototype heads pass the normalised features and the prototypes in class order.
+    A measurement, computed without autograd: tensors that require grad (a head's ``weight``, the features
+    of a training step) are passed as they are, no ``.detach()`` needed.
 
     Edge cases (documented results, never NaN): a class with a single sample adds no within-class
     scatter; d = 1 is allowed (Σ_B then has rank 1); ``nc1`` is +inf when all class means coincide
