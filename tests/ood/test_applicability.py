@@ -10,8 +10,8 @@ SHAPING = {"ash", "dice", "react", "scale"}
 
 
 def test_activation_shaping_detectors_declare_nonnegative_features():
-    declared = {n for n in ood.names() if "nonnegative_features" in ood.get(n).assumptions}
-    assert declared == SHAPING
+    for assumption in ("nonnegative_features", "unnormalised_features"):
+        assert {n for n in ood.names() if assumption in ood.get(n).assumptions} == SHAPING
     assert all(name in ASSUMPTIONS for n in ood.names() for name in ood.get(n).assumptions)
 
 
@@ -45,10 +45,20 @@ def test_normalised_features_assumption():
 
     unit = torch.nn.functional.normalize(torch.randn(10, 3, generator=torch.Generator().manual_seed(1)), dim=1)
     ok, why = NeedsNorms.applicable(features=2 * unit)
-    assert not ok and why == ("needs-norms assumes features whose norm varies (not normalised); every feature "
-                              "vector has the same norm (2): the features are normalised")
+    assert not ok and why == ("needs-norms assumes features whose magnitude varies (not normalised); every "
+                              "feature vector has norm 2 (normalised features)")
     scaled = unit * torch.linspace(1, 2, 10)[:, None]
     assert NeedsNorms.applicable(features=scaled) == (True, "")
+
+
+def test_shaping_detectors_do_not_apply_to_normalised_nonnegative_features():
+    # a cosine / prototype head: post-ReLU features normalised to the unit sphere (NONL, NTCE, DL2PA, HPN)
+    relu = torch.relu(torch.randn(30, 5, generator=torch.Generator().manual_seed(2))) + 0.01
+    unit = torch.nn.functional.normalize(relu, dim=1)
+    for name in SHAPING:
+        ok, why = ood.get(name).applicable(features=unit, head="cosine")
+        assert not ok and why.endswith("every feature vector has norm 1 (normalised features)")
+    assert ood.get("knn").applicable(features=unit) == (True, "")
 
 
 def test_custom_assumption_sees_the_head(monkeypatch):

@@ -83,7 +83,7 @@ class ASH(Detector):
     """
 
     requires = Requires(fit=("weight",), score=("features",))
-    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
+    assumptions = ("nonnegative_features", "unnormalised_features")  # shapes post-ReLU activation magnitudes
     defaults = MappingProxyType({"p": DEFAULT_P, "variant": DEFAULT_VARIANT})
     sweep = MappingProxyType({"p": SWEEP_P})
 

@@ -13,8 +13,8 @@ return the negation). Detectors never modify their inputs.
 A detector may also declare what it **assumes** of the representations (``assumptions``, names of
 :data:`ASSUMPTIONS`): ``Detector.applicable(features=..., head=...)`` returns ``(False, reason)`` when the
 given features or head violate one, so that reports can flag the detector and leave it out of averages
-(e.g. DICE, ASH, SCALE and ReAct shape post-ReLU activations and assume non-negative features; a cosine or
-LPC head gives signed ones).
+(e.g. DICE, ASH, SCALE and ReAct shape post-ReLU activations: they assume non-negative features whose
+magnitude varies — an LPC head gives signed features, a cosine or prototype head normalised ones).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _normalised_features(features: Tensor | None, head: str | None) -> str | Non
     norms = torch.linalg.vector_norm(features.double(), dim=1)
     mean = float(norms.mean())
     if mean > 0 and float(norms.max() - norms.min()) <= NORMALISED_TOLERANCE * mean:
-        return f"every feature vector has the same norm ({mean:.3g}): the features are normalised"
+        return f"every feature vector has norm {mean:.3g} (normalised features)"
     return None
 
 
@@ -94,7 +94,7 @@ def _normalised_features(features: Tensor | None, head: str | None) -> str | Non
 #: Add an entry to declare a new kind of assumption.
 ASSUMPTIONS: dict[str, Assumption] = {
     "nonnegative_features": Assumption("non-negative (post-ReLU) features", _negative_features),
-    "unnormalised_features": Assumption("features whose norm varies (not normalised)", _normalised_features),
+    "unnormalised_features": Assumption("features whose magnitude varies (not normalised)", _normalised_features),
 }
 
 

@@ -46,7 +46,7 @@ class DICE(Detector):
     """
 
     requires = Requires(fit=("features", "weight"), score=("features",))
-    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
+    assumptions = ("nonnegative_features", "unnormalised_features")  # shapes post-ReLU activation magnitudes
     defaults = MappingProxyType({"p": DEFAULT_P})
 
     def __init__(self, p: float = DEFAULT_P) -> None:

@@ -48,7 +48,7 @@ class ReAct(Detector):
     """
 
     requires = Requires(fit=("features", "weight"), score=("features",))
-    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
+    assumptions = ("nonnegative_features", "unnormalised_features")  # shapes post-ReLU activation magnitudes
     defaults = MappingProxyType({"p": DEFAULT_P})
     sweep = MappingProxyType({"p": SWEEP_P})
 

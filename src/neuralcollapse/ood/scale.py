@@ -66,7 +66,7 @@ class Scale(Detector):
     """
 
     requires = Requires(fit=("weight",), score=("features",))
-    assumptions = ("nonnegative_features",)  # activation shaping of post-ReLU features
+    assumptions = ("nonnegative_features", "unnormalised_features")  # shapes post-ReLU activation magnitudes
     defaults = MappingProxyType({"p": DEFAULT_P})
     sweep = MappingProxyType({"p": SWEEP_P})
 

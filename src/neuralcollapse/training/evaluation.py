@@ -10,6 +10,7 @@ grouped, AUROC with the known class positive; MSP; the dual head also reports it
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "Representations",
     "evaluate_checkpoint",
     "extract",
+    "inapplicable_detectors",
     "load_module",
     "print_evaluation",
 ]
@@ -99,6 +101,30 @@ def load_module(path: str | Path, device: str | None = None) -> tuple[Any, Any, 
     return module.to(dev).eval(), config, int(ckpt.get("epoch", -1)) + 1
 
 
+def inapplicable_detectors(names: Sequence[str], features: Tensor, head: str | None = None) -> dict[str, str]:
+    """Detector name → why it does not apply, for the detectors whose ``assumptions`` these features or this
+    head violate (:meth:`neuralcollapse.ood.Detector.applicable`; docs/guide.md §6).
+
+    Args:
+        names: detector names (registry names or aliases).
+        features: (N, D) ID training features (what the detectors are fitted on).
+        head: the head's registry name (``TrainConfig.head``).
+
+    Example:
+        >>> import torch
+        >>> inapplicable_detectors(["msp", "dice"], torch.tensor([[1.0, -0.5], [0.2, 0.3]]))["dice"][:37]
+        'dice assumes non-negative (post-ReLU)'
+    """
+    from .. import ood
+
+    out: dict[str, str] = {}
+    for name in names:
+        ok, why = ood.get(name).applicable(features=features, head=head)
+        if not ok:
+            out[name] = why
+    return out
+
+
 def _detector_scores(names: Sequence[str], module: Any, train: Representations, std: Sequence[float],
                      splits: dict[str, tuple[Representations, Tensor]]) -> tuple[dict[str, dict[str, Tensor]],
                                                                                   dict[str, str]]:
@@ -154,6 +180,10 @@ def evaluate_checkpoint(
         batch_size: forward batch size; device: "cpu", "cuda" … (default: CUDA when available).
         out: folder for ``evaluation.json`` (default: the run folder).
 
+    Detectors that fail on this head are left out and listed under ``ood_skipped`` (name → error); detectors
+    whose ``assumptions`` the ID training features violate (e.g. DICE on signed features) are evaluated but
+    listed under ``ood_inapplicable`` (name → reason), and :func:`print_evaluation` warns about each.
+
     Raises:
         FileNotFoundError / CorruptCheckpointError: missing or unreadable checkpoint.
         ValueError: ``osr`` for a run without known classes; unknown detector or data-set names.
@@ -196,7 +226,12 @@ def evaluate_checkpoint(
         evaluated["unknown"] = (extract(module, osr_data.unknown_x, batch_size=batch_size), osr_data.unknown_x)
         report["open_set"] = _open_set_report(test, evaluated["unknown"][0], osr_data.known_classes)
     if ood:
-        scores, skipped = _detector_scores(names, module, train, module.info.std, evaluated)
+        inapplicable = inapplicable_detectors(names, train["features"], config.head)
+        with warnings.catch_warnings():
+            # evaluate reports inapplicable detectors itself (ood_inapplicable, a warning line each), so the
+            # activation-shaping detectors' own "assumes non-negative features" warning is not repeated
+            warnings.filterwarnings("ignore", message=r"detector '.*' assumes non-negative", category=UserWarning)
+            scores, skipped = _detector_scores(names, module, train, module.info.std, evaluated)
         table: dict[str, dict[str, dict[str, float]]] = {}
         for det_name, per_split in scores.items():
             table[det_name] = {}
@@ -206,6 +241,9 @@ def evaluate_checkpoint(
         report["ood"] = table
         if skipped:
             report["ood_skipped"] = skipped
+        inapplicable = {k: v for k, v in inapplicable.items() if k in table}
+        if inapplicable:
+            report["ood_inapplicable"] = inapplicable
     folder = Path(out) if out is not None else path.parent.parent
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "evaluation.json").write_text(json.dumps(report, indent=1))
@@ -252,25 +290,29 @@ def print_evaluation(report: dict[str, Any]) -> None:
     console.print(f"[bold]{report['dataset']} · {report['model']} · {report['head']} · {report['loss']}[/bold] "
                   f"(epoch {report['epoch']}): closed-set accuracy {acc:.4f}")
     if "open_set" in report:
-        table = Table(title="open set (known = positive)")
-        for col in ("score", "ER %", "OSCR %", "AUROC %"):
+        table = Table(title="open set (known = positive; fractions)")
+        for col in ("score", "ER", "OSCR", "AUROC"):
             table.add_column(col, justify="right" if col != "score" else "left")
         for name, values in report["open_set"].items():
             if isinstance(values, dict):
-                table.add_row(name, f"{100 * values['error']:.2f}", f"{100 * values['oscr']:.2f}",
-                              f"{100 * values['auroc']:.2f}")
+                table.add_row(name, f"{values['error']:.4f}", f"{values['oscr']:.4f}", f"{values['auroc']:.4f}")
         console.print(table)
     if report.get("ood"):
         sets = sorted({s for per in report["ood"].values() for s in per})
-        table = Table(title="OOD detection, AUROC % / FPR95 % (OpenOOD: ID flagged when 95 % of OOD is detected)")
+        inapplicable = report.get("ood_inapplicable", {})
+        table = Table(title="OOD detection, AUROC / FPR95 (fractions; FPR95 as OpenOOD: the fraction of ID flagged "
+                      "when 0.95 of OOD is detected)" + ("; † assumptions violated" if inapplicable else ""))
         table.add_column("detector")
         for s in sets:
             table.add_column(s, justify="right")
         for det, per in report["ood"].items():
-            table.add_row(det, *[f"{100 * per[s]['auroc']:.2f} / {100 * per[s]['fpr95']:.2f}" if s in per else ""
-                                 for s in sets])
+            table.add_row(det + (" †" if det in inapplicable else ""),
+                          *[f"{per[s]['auroc']:.4f} / {per[s]['fpr95']:.4f}" if s in per else "" for s in sets])
         console.print(table)
         for det, why in report.get("ood_skipped", {}).items():
             console.print(f"[dim]skipped {det}: {why}[/dim]")
+        for why in inapplicable.values():
+            console.print(f"warning: {why}; its scores are not meaningful for this model (reports mark it † and "
+                          "leave it out of the mean)", style="yellow", markup=False, highlight=False, soft_wrap=True)
     console.print(f"written: {report.get('written')}")
 
