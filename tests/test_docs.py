@@ -216,3 +216,58 @@ def test_relative_file_links_of_docs_and_readme_exist():
             if not (page.parent / target).exists():
                 broken.append(f"{page.name} -> {target}")
     assert not broken, f"broken relative links: {broken}"
+
+
+_TABLE_SEPARATOR = re.compile(r"^\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?$")
+
+
+def _table_columns(row: str) -> int:
+    row = row.strip().removeprefix("|").removesuffix("|")
+    return len(re.split(r"(?<!\\)\|", row))
+
+
+def markdown_tables(text: str) -> list[tuple[int, list[str]]]:
+    """``(first line number, rows)`` of every run of lines starting with ``|`` outside fenced code."""
+    tables, rows, start, fenced = [], [], 0, False
+    for number, line in enumerate([*text.splitlines(), ""], start=1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.lstrip().startswith("|"):
+            if not rows:
+                start = number
+            rows.append(line.strip())
+        elif rows:
+            tables.append((start, rows))
+            rows = []
+    return tables
+
+
+def table_problem(rows: list[str]) -> str | None:
+    """Why a Markdown table does not render (GitHub's rules: header, then a separator row with as many
+    cells), or None."""
+    if len(rows) < 2 or not _TABLE_SEPARATOR.match(rows[1]):
+        return "no |---| separator row under the header (or a blank line splits the table)"
+    if _table_columns(rows[1]) != _table_columns(rows[0]):
+        return f"separator has {_table_columns(rows[1])} cells, header {_table_columns(rows[0])}"
+    return None
+
+
+def test_table_checker_catches_a_missing_separator_and_a_split_table():
+    good = "| a | b |\n|---|:---:|\n| 1 | 2 |\n"
+    assert [table_problem(rows) for _, rows in markdown_tables(good)] == [None]
+    assert table_problem(markdown_tables("| a | b |\n| 1 | 2 |\n")[0][1]) is not None
+    split = markdown_tables(good + "\n| 3 | 4 |\n")
+    assert [line for line, _ in split] == [1, 5] and table_problem(split[1][1]) is not None
+    assert table_problem(["| a | b |", "|---|"]) is not None
+    assert markdown_tables("```\n| not | a table |\n```\n") == []
+
+
+def test_every_markdown_table_has_a_separator_row():
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.rglob("*.md"))]
+    broken = [
+        f"{page.relative_to(DOCS.parent)}:{line}: {problem}"
+        for page in pages
+        for line, rows in markdown_tables(page.read_text(encoding="utf-8"))
+        if (problem := table_problem(rows)) is not None
+    ]
+    assert not broken, "tables that do not render:\n" + "\n".join(broken)
