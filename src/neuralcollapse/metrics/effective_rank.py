@@ -57,6 +57,7 @@ def _check_eps(eps: float | None) -> float | None:
     return None if eps is None else check_positive(eps, "eps")
 
 
+@torch.no_grad()
 def erank(matrix: Tensor, eps: float | None = None) -> float:
     r"""Effective rank exp(H(p)), p_i = σ_i/Σ_jσ_j over the singular values of ``matrix``.
 
@@ -96,6 +97,7 @@ def _normalise_rows(x: Tensor) -> Tensor:
     return torch.nn.functional.normalize(x, p=2.0, dim=1)
 
 
+@torch.no_grad()
 def effective_rank_metrics(
     features: Tensor,
     labels: Tensor,
