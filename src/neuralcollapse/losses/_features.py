@@ -9,7 +9,6 @@ import functools
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import check_choice, check_labels, check_matrix, check_tensor
@@ -76,9 +75,21 @@ def check_embedding_inputs(features: Any, target: Any, classes: Any, classes_nam
     return num_classes
 
 
+#: ``F.normalize``'s default eps: rows with a smaller norm are divided by it (zero rows stay zero)
+NORMALIZE_EPS = 1e-12
+
+
 def unit_rows(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Rows of ``x`` scaled to unit L2 norm in ``dtype`` (out of place; zero rows stay zero)."""
-    return F.normalize(x.to(dtype), p=2.0, dim=1)
+    """Rows of ``x`` scaled to unit L2 norm in ``dtype`` (out of place; zero rows stay zero).
+
+    The value is ``F.normalize(x, eps=1e-12)``'s, x/max(‖x‖, eps); but a row with ‖x‖ <= eps (an all-zero
+    feature, e.g. a dead ReLU layer) gets no gradient instead of F.normalize's (∂L/∂u)/eps ≈ 1e12·(∂L/∂u):
+    its direction is undefined, and one such row would otherwise blow up the step of the whole batch."""
+    x = x.to(dtype)
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    small = norm <= NORMALIZE_EPS
+    unit = x / norm.clamp_min(NORMALIZE_EPS)
+    return torch.where(small, unit.detach(), unit)
 
 
 def embedding_inputs(

@@ -63,9 +63,11 @@ def _check_cos_margin(margin: Any) -> float:
 
 
 def _target_cosines(features: Tensor, target: Tensor, weight: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
-    """Validate; return the clamped cosine matrix (N, K) in the working dtype and the target cosines (N,)."""
+    """Validate (before any attribute of the inputs is read); return the clamped cosine matrix (N, K) in the
+    working dtype and the target cosines (N,)."""
     u, w = embedding_inputs(features, target, weight, reduction, classes_name="weight")
-    cos = (u @ w.T).clamp(-1 + COSINE_EPS, 1 - COSINE_EPS)
+    with autocast_off(u.device):
+        cos = (u @ w.T).clamp(-1 + COSINE_EPS, 1 - COSINE_EPS)
     return cos, cos.gather(1, target[:, None]).squeeze(1)
 
 
@@ -117,8 +119,8 @@ def arcface(
     """
     s = _check_scale(scale)
     m = _check_arc_margin(margin)
-    with autocast_off(features.device):
-        cos, cos_y = _target_cosines(features, target, weight, reduction)
+    cos, cos_y = _target_cosines(features, target, weight, reduction)
+    with autocast_off(cos.device):
         sin_y = (1.0 - cos_y * cos_y).clamp_min(0.0).sqrt()
         psi = cos_y * math.cos(m) - sin_y * math.sin(m)
         if easy_margin:
@@ -165,8 +167,8 @@ def cosface(
     """
     s = _check_scale(scale)
     m = _check_cos_margin(margin)
-    with autocast_off(features.device):
-        cos, cos_y = _target_cosines(features, target, weight, reduction)
+    cos, cos_y = _target_cosines(features, target, weight, reduction)
+    with autocast_off(cos.device):
         return _margin_cross_entropy(cos, target, cos_y - m, s, reduction)
 
 

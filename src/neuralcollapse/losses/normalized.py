@@ -10,7 +10,8 @@ Sources:
 
 Notation: u_i = h_i/‖h_i‖ (unit feature), w_c = W_c/‖W_c‖ (unit prototype, no bias), cosine s_ic = w_cᵀu_i,
 temperature τ, M = batch size, n_c = number of batch samples of class c. Every function normalises both of its
-inputs (idempotent for unit rows), so the raw classifier matrix or the head's unit prototypes may be passed.
+inputs (idempotent for unit rows), so the raw classifier matrix or the head's unit prototypes may be passed; an
+all-zero feature row stays zero (as ``F.normalize``) and gets no gradient (F.normalize would give it ~1e12×).
 All log-sum-exps are computed with ``torch.logsumexp`` over masked entries (−∞ on excluded ones), in float32 or
 wider even under autocast — the reference exponentiates directly and overflows in fp16 for τ ≲ 0.09.
 """

@@ -488,13 +488,15 @@ def weighted_ce_occe(
 
     Args:
         logits, target, weight, ignore_index, reduction: as :func:`ce_occe`.
-        w_ce, w_occe: the two non-negative weights (γ = ``w_occe`` in the OCCE paper's Eq. 8).
+        w_ce, w_occe: the two finite, non-negative weights (γ = ``w_occe`` in the OCCE paper's Eq. 8); checked
+            as :class:`~neuralcollapse.losses.Objective` checks its term weights.
 
     Returns:
         ``(total, ce, occe)``: ``total`` carries the gradient; ``ce`` and ``occe`` are detached values.
 
     Raises:
-        ValueError / TypeError: as :func:`ce_occe`.
+        ValueError / TypeError: as :func:`ce_occe`; a negative, NaN or infinite ``w_ce``/``w_occe`` (ValueError)
+            or a non-number (TypeError), naming the argument.
 
     Example:
         >>> import torch
@@ -503,8 +505,10 @@ def weighted_ce_occe(
         >>> bool(torch.isclose(total, ce + 0.1 * oc))
         True
     """
+    w_ce = check_positive(w_ce, "w_ce", strict=False)
+    w_occe = check_positive(w_occe, "w_occe", strict=False)
     z, t, row_weight = _prepare_fused(logits, target, weight, ignore_index, reduction)
-    total, ce, oc = _WeightedCEOCCE.apply(z, t, row_weight, float(w_ce), float(w_occe))
+    total, ce, oc = _WeightedCEOCCE.apply(z, t, row_weight, w_ce, w_occe)
     return total, ce, oc
 
 
