@@ -108,3 +108,35 @@ def test_same_length_and_as_tensor():
 def test_percentile_fraction_warns():
     with pytest.warns(UserWarning, match="looks like a fraction"):
         warn_percentile_fraction(0.9, "percentile")
+
+
+# --------------------------------------------------------------------------- meta tensors (issue 12)
+def _meta(*shape, dtype=torch.float32):
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+def test_meta_tensors_raise_a_clear_error_before_item():
+    from neuralcollapse import losses, metrics, ood, openset
+
+    labels = _meta(4, dtype=torch.int64)
+    cases = [
+        ("logits", lambda: losses.occe(_meta(4, 3), labels)),
+        ("features", lambda: losses.arcface(_meta(4, 5), labels, _meta(3, 5))),
+        ("features", lambda: metrics.neural_collapse(_meta(4, 5), labels)),
+        ("features", lambda: ood.KNN(k=1).fit(features=_meta(4, 5))),
+        ("id_scores", lambda: ood.evaluate(_meta(4), torch.rand(4))),
+        ("ood_scores", lambda: ood.evaluate(torch.rand(4), _meta(4))),
+        ("known_scores", lambda: openset.oscr(_meta(4), torch.ones(4, dtype=torch.bool), torch.rand(3))),
+        ("known_correct", lambda: openset.oscr(torch.rand(4), _meta(4, dtype=torch.bool), torch.rand(3))),
+        ("target", lambda: losses.occe(torch.randn(4, 3), labels)),
+    ]
+    for name, call in cases:
+        with pytest.raises(ValueError, match=f"`{name}` is a meta tensor"):
+            call()
+    with pytest.raises(ValueError, match="`x` is a meta tensor"):
+        check_tensor(_meta(2, 2), "x", finite=True)
+    with pytest.raises(ValueError, match="`y` is a meta tensor"):
+        check_labels(_meta(2, dtype=torch.int64), "y", num_classes=3)
+    # shape-only checks still accept meta tensors (e.g. a model traced on the meta device)
+    assert check_matrix(_meta(2, 3), "x", finite=False).shape == (2, 3)
+    assert check_tensor(_meta(2, 3), "x", ndim=2, floating=True).is_meta

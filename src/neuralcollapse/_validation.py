@@ -22,6 +22,8 @@ __all__ = [
     "as_tensor",
     "check_choice",
     "check_finite",
+    "check_floating_dtype",
+    "check_has_data",
     "check_int",
     "check_labels",
     "check_logits_target",
@@ -116,10 +118,34 @@ def check_tensor(
     return x
 
 
+def check_has_data(x: Any, name: str) -> Any:
+    """Raise a ``ValueError`` naming ``name`` if ``x`` is a meta tensor (shape and dtype, no values): the
+    value checks and every computation that reads values (``.item()``, ``.numpy()``) would fail with an
+    unrelated error. Shape-only checks accept meta tensors; this runs before the ones that read values."""
+    if isinstance(x, Tensor) and x.is_meta:
+        raise ValueError(
+            f"`{name}` is a meta tensor (shape {tuple(x.shape)}, no values); this needs its values: create it on "
+            "a real device (e.g. 'cpu' or 'cuda')"
+        )
+    return x
+
+
+def check_floating_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """A floating-point ``torch.dtype`` (the dtype argument of a function returning unit vectors or the like);
+    an integer, bool or complex dtype would silently truncate or misbehave."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"`{name}` must be a torch.dtype; got {type(dtype).__name__}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"`{name}` must be a floating-point dtype (e.g. torch.float32); got {dtype}")
+    return dtype
+
+
 def check_finite(x: Tensor, name: str) -> Tensor:
-    """Raise if ``x`` holds NaN or ±Inf. The extremes propagate NaN and expose ±Inf, and two reductions are
-    an order of magnitude cheaper than ``isfinite(x).all()`` on large tensors."""
+    """Raise if ``x`` holds NaN or ±Inf (or is a meta tensor, without values). The extremes propagate NaN and
+    expose ±Inf, and two reductions are an order of magnitude cheaper than ``isfinite(x).all()`` on large
+    tensors."""
     if data_checks_enabled() and x.is_floating_point() and x.numel():
+        check_has_data(x, name)
         extremes = torch.stack([x.amax(), x.amin()])
         if not bool(torch.isfinite(extremes).all()):
             n_bad = int((~torch.isfinite(x)).sum())
@@ -152,6 +178,7 @@ def check_labels(
     if length is not None and labels.shape[0] != length:
         raise ValueError(f"`{name}` must have length {length}; got shape {_shape(labels)}")
     if num_classes is not None and data_checks_enabled() and labels.numel():
+        check_has_data(labels, name)
         valid = labels if ignore_index is None else labels[labels != ignore_index]
         if valid.numel():
             lo, hi = int(valid.min()), int(valid.max())

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import check_has_data
+
 __all__ = ["TPR_LEVEL", "evaluate"]
 
 #: recall level of the FPR@95 figures
@@ -35,6 +37,7 @@ TPR_LEVEL = 0.95
 def _as_scores(x: Any, name: str) -> np.ndarray:
     """A finite, non-empty 1-D float64 NumPy copy of a tensor/array/sequence of scores."""
     if isinstance(x, torch.Tensor):
+        check_has_data(x, name)
         arr = x.detach().cpu()
         if arr.is_floating_point() and arr.dtype != torch.float64:
             arr = arr.double()

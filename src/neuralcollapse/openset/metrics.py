@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import as_tensor, check_choice, check_tensor
+from .._validation import as_tensor, check_choice, check_has_data, check_tensor
 from ..ood.metrics import _as_scores, _trapezoid, roc_auc
 
 __all__ = ["OSCR_TIES", "UNKNOWN_LABEL", "closed_set_error", "openset_auroc", "oscr"]
@@ -47,6 +47,7 @@ def _as_native(x: Any, name: str) -> np.ndarray:
 
 def _as_correct(x: Any, n: int) -> np.ndarray:
     if isinstance(x, torch.Tensor):
+        check_has_data(x, "known_correct")
         arr = x.detach().cpu().numpy()
     elif isinstance(x, np.ndarray | list | tuple):
         arr = np.asarray(x)
