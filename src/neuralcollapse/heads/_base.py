@@ -83,6 +83,14 @@ def reset_linear_(weight: Tensor, bias: Tensor | None) -> None:
         nn.init.uniform_(bias, -bound, bound)
 
 
+def _autocast_enabled(device: torch.device) -> bool:
+    """Whether autocast is on for ``device``'s type (mixed dtypes are then cast by the autocast)."""
+    try:
+        return bool(torch.is_autocast_enabled(device.type))
+    except (TypeError, RuntimeError):  # an old signature without the device type, or an unknown device type
+        return bool(torch.is_autocast_enabled())
+
+
 def unit_rows(x: Tensor) -> Tensor:
     """Rows scaled to unit L2 norm (out of place; a zero row stays zero)."""
     return F.normalize(x, p=2.0, dim=1, eps=1e-12)
@@ -113,9 +121,18 @@ class Head(nn.Module):
         self.in_features = check_int(in_features, "in_features", minimum=1)
         self.num_classes = check_int(num_classes, "num_classes", minimum=2)
 
-    def _check_features(self, h: Any) -> Tensor:
-        """``h`` must be a finite floating (N, in_features) tensor."""
-        return check_matrix(h, "h", cols=self.in_features)
+    def _check_features(self, h: Any, like: Tensor | None = None) -> Tensor:
+        """``h`` must be a finite floating (N, in_features) tensor; with ``like`` (the weight ``h`` is multiplied
+        with) also of its dtype unless autocast is on, as ``nn.Linear`` requires — but with a ``TypeError`` that
+        names both dtypes instead of a matmul's RuntimeError. No silent cast: float64 features through a
+        float32 head would lose their precision unnoticed; cast the head (``head.double()``) or the features."""
+        check_matrix(h, "h", cols=self.in_features)
+        if like is not None and h.dtype != like.dtype and not _autocast_enabled(h.device):
+            raise TypeError(
+                f"`h` has dtype {h.dtype} but the head's weight is {like.dtype}; cast the head "
+                f"(head.to({h.dtype})) or the features (h.to({like.dtype})), or run under torch.autocast"
+            )
+        return h
 
     def predict(self, h: Tensor) -> Tensor:
         """Predicted class indices (N,): argmax of ``forward(h).logits``."""

@@ -158,7 +158,7 @@ class DualHead(Head):
         reset_linear_(self.anti_weight, self.anti_bias)
 
     def forward(self, h: Tensor) -> HeadOutput:
-        h = self._check_features(h)
+        h = self._check_features(h, like=self.weight)
         logits = F.linear(h, self.weight, self.bias)
         anti_logits = F.linear(h, self.anti_weight, self.anti_bias)
         with torch.no_grad():

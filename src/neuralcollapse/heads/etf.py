@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_positive
+from .._validation import check_floating_dtype, check_positive
 from ..output import HeadOutput
 from ._base import HEADS, Head, check_int, unit_rows
 
@@ -65,7 +65,7 @@ def simplex_etf(
         num_classes: K ≥ 2.
         dim: d ≥ K − 1.
         seed: seed of the random embedding (a fresh CPU generator; global RNG state is untouched).
-        dtype: dtype of the result (default float32).
+        dtype: floating dtype of the result (default float32).
         device: device of the result (default CPU).
 
     Returns:
@@ -73,7 +73,7 @@ def simplex_etf(
 
     Raises:
         ValueError: K < 2, d < 1, or d < K − 1 (no simplex ETF exists; use ``optimize_prototypes``).
-        TypeError: non-integer arguments.
+        TypeError: non-integer arguments; a ``dtype`` that is not floating (unit vectors would truncate to 0).
 
     Example:
         >>> etf = simplex_etf(4, 3)
@@ -83,6 +83,7 @@ def simplex_etf(
     k = check_int(num_classes, "num_classes", minimum=2)
     d = check_int(dim, "dim", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
+    check_floating_dtype(dtype)
     if d < k - 1:
         raise ValueError(
             f"`dim` must be >= num_classes - 1 = {k - 1} for a simplex ETF; got {d}. For d < K - 1 use "

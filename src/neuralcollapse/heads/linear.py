@@ -33,6 +33,8 @@ class LinearHead(Head):
 
     Raises:
         ValueError: ``h`` is not a finite (N, d) floating tensor; ``num_classes`` < 2; ``in_features`` < 1.
+        TypeError: ``h``'s dtype differs from the weight's outside autocast (as ``nn.Linear``, but naming both
+            dtypes; no silent cast): cast the head (``head.double()``) or the features.
 
     Example:
         >>> import torch
@@ -48,7 +50,7 @@ class LinearHead(Head):
         reset_linear_(self.weight, self.bias)
 
     def forward(self, h: Tensor) -> HeadOutput:
-        h = self._check_features(h)
+        h = self._check_features(h, like=self.weight)
         logits = nn.functional.linear(h, self.weight, self.bias)
         return HeadOutput(logits=logits, features=h, prototypes=self.weight)
 

@@ -13,11 +13,12 @@ poorly separated, so ``method="auto"`` anneals t and finishes with a soft max-mi
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, check_matrix, check_positive
+from .._validation import check_choice, check_floating_dtype, check_matrix, check_positive
 from ._base import check_int, one_thread, unit_rows
 from .etf import random_orthonormal, simplex_etf
 
@@ -140,6 +141,29 @@ def _hpn(k: int, d: int, steps: int, lr: float, generator: torch.Generator) -> T
     return p
 
 
+def _warn_if_duplicates(prototypes: Tensor, method: str, block: int = 1024) -> None:
+    """Warn, naming the first pair, if two of the returned unit rows coincide to the output dtype's precision
+    (cosine >= 1 − 4·eps): two classes would share one prototype. Blockwise, O(block·K) memory."""
+    p = prototypes.detach().to(device="cpu", dtype=torch.float64)
+    limit = 1.0 - 4.0 * torch.finfo(prototypes.dtype).eps
+    for start in range(0, p.shape[0], block):
+        gram = p[start : start + block] @ p.T
+        rows = torch.arange(gram.shape[0])
+        gram[rows, rows + start] = -math.inf  # i = j
+        hits = (gram >= limit).nonzero()
+        if hits.numel():
+            row, col = int(hits[0, 0]), int(hits[0, 1])
+            i, j = sorted((row + start, col))
+            warnings.warn(
+                f"optimize_prototypes(method={method!r}): prototypes {i} and {j} coincide (cosine "
+                f"{float(gram[row, col]):.9f}); two classes would share one prototype. Use another "
+                "method, more steps or a larger `dim`",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+
+
 def optimize_prototypes(
     num_classes: int,
     dim: int,
@@ -186,16 +210,18 @@ def optimize_prototypes(
         seed: random seed (default 0).
         method: one of ``PROTOTYPE_METHODS``.
         subset_size: classes per step for "dl2pa" (2…K; default K). Only valid with "dl2pa".
-        dtype: dtype of the result (default float32).
+        dtype: floating dtype of the result (default float32).
         device: device of the result (default CPU).
 
     Returns:
-        (K, d) tensor with unit rows.
+        (K, d) tensor with unit rows. Warns (``UserWarning``) if two of them coincide to the output dtype's
+        precision (two classes would share a prototype).
 
     Raises:
         ValueError: K < 2, d < 1, steps < 1, lr ≤ 0, unknown method, "etf" with d < K − 1, "cross_polytope" with
-            K > 2d, ``subset_size`` outside [2, K] or given for another method.
-        TypeError: non-integer counts.
+            K > 2d, ``subset_size`` outside [2, K] or given for another method; K > 2 with d = 1 (only ±1
+            exist on the 0-sphere: prototypes would repeat).
+        TypeError: non-integer counts; a ``dtype`` that is not floating.
 
     Example:
         >>> P = optimize_prototypes(10, 3, steps=300)
@@ -209,6 +235,12 @@ def optimize_prototypes(
     lr = check_positive(lr, "lr")
     seed = check_int(seed, "seed", minimum=0)
     check_choice(method, "method", PROTOTYPE_METHODS)
+    check_floating_dtype(dtype)
+    if d == 1 and k > 2:
+        raise ValueError(
+            f"`dim`=1 holds only 2 distinct unit vectors (±1); got num_classes={k}: prototypes would repeat. "
+            "Use dim >= 2"
+        )
     if subset_size is not None:
         if method != "dl2pa":
             raise ValueError(f"`subset_size` is only used with method='dl2pa'; got method={method!r}")
@@ -230,7 +262,9 @@ def optimize_prototypes(
             prototypes = _dl2pa(k, d, steps, lr, k if subset_size is None else subset_size, generator)
         else:
             prototypes = _hpn(k, d, steps, lr, generator)
-    return unit_rows(prototypes).to(dtype=dtype, device=device)
+    result = unit_rows(prototypes).to(dtype=dtype, device=device)
+    _warn_if_duplicates(result, method)
+    return result
 
 
 def prototype_stats(prototypes: Tensor) -> dict[str, float]:
