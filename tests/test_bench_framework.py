@@ -23,6 +23,8 @@ def test_table_and_files(tmp_path):
     table = format_table(rows)
     assert table.splitlines()[0].startswith("| group | benchmark |")
     assert "| g | b | 2 | s | 1 | 2x | <= 1x | NO |" in table
+    piped = format_table([BenchRow("g", "a", 1.0, "s", note="max |diff| 1e-7")]).splitlines()[2]
+    assert piped.endswith("| max \\|diff\\| 1e-7 |") and piped.replace("\\|", "").count("|") == 10
     folder = write_results(rows, tmp_path / "out")
     data = json.loads((folder / "bench.json").read_text())
     assert [r["name"] for r in data["rows"]] == ["a", "b"] and "torch" in data["meta"]

@@ -247,8 +247,11 @@ def table_problem(rows: list[str]) -> str | None:
     cells), or None."""
     if len(rows) < 2 or not _TABLE_SEPARATOR.match(rows[1]):
         return "no |---| separator row under the header (or a blank line splits the table)"
-    if _table_columns(rows[1]) != _table_columns(rows[0]):
-        return f"separator has {_table_columns(rows[1])} cells, header {_table_columns(rows[0])}"
+    width = _table_columns(rows[0])
+    for offset, row in enumerate(rows[1:], start=1):
+        if _table_columns(row) != width:
+            # GitHub drops the extra cells of a row (an unescaped | inside a cell, even in a code span)
+            return f"row {offset + 1} has {_table_columns(row)} cells, the header {width} (escape a | in a cell: \\|)"
     return None
 
 
@@ -259,6 +262,8 @@ def test_table_checker_catches_a_missing_separator_and_a_split_table():
     split = markdown_tables(good + "\n| 3 | 4 |\n")
     assert [line for line, _ in split] == [1, 5] and table_problem(split[1][1]) is not None
     assert table_problem(["| a | b |", "|---|"]) is not None
+    assert table_problem(["| a | b |", "|---|---|", "| 1 | abs|x| |"]) is not None
+    assert table_problem(["| a | b |", "|---|---|", "| 1 | abs\\|x\\| |"]) is None
     assert markdown_tables("```\n| not | a table |\n```\n") == []
 
 

@@ -129,15 +129,14 @@ def _fmt(x: float | None) -> str:
 
 
 def format_table(rows: Sequence[BenchRow]) -> str:
-    """A Markdown table of the rows."""
+    """A Markdown table of the rows (a ``|`` inside a cell is escaped, so every row keeps its 9 cells)."""
     header = "| group | benchmark | value | unit | baseline | ratio | target | ok | note |"
     lines = [header, "|" + "---|" * 9]
     for r in rows:
         ok = "" if r.passed is None else ("yes" if r.passed else "NO")
-        lines.append(
-            f"| {r.group} | {r.name} | {_fmt(r.value)} | {r.unit} | {_fmt(r.baseline)} | "
-            f"{'' if r.ratio is None else f'{r.ratio:.3g}x'} | {r.target or ''} | {ok} | {r.note} |"
-        )
+        cells = [r.group, r.name, _fmt(r.value), r.unit, _fmt(r.baseline),
+                 "" if r.ratio is None else f"{r.ratio:.3g}x", r.target or "", ok, r.note]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
