@@ -31,7 +31,12 @@ class DICE(Detector):
 
     Args:
         p: sparsity in **percent** of the K·D weights dropped (the percentile of the contributions), in
-            [0, 100]; default 90 (OpenOOD v1.5). A value in (0, 1) warns (pytorch-ood uses fractions).
+            [0, 100); default 90 (OpenOOD v1.5). A value in (0, 1) warns (pytorch-ood uses fractions). p = 100
+            would drop every weight (the same score for every input) and raises, as for ASH and SCALE.
+
+    Raises:
+        ValueError: ``p`` outside [0, 100); at fit, no weight survives the mask (e.g. an all-zero mean
+            feature makes every contribution equal).
 
     fit: ``features`` (N, D, post-ReLU; only their mean is used), ``weight`` (K, D), ``bias`` (K,).
     score: ``features`` (M, D).
@@ -50,14 +55,21 @@ class DICE(Detector):
     defaults = MappingProxyType({"p": DEFAULT_P})
 
     def __init__(self, p: float = DEFAULT_P) -> None:
-        self.p = check_percentile(p, "p")
+        self.p = check_percentile(p, "p", upper_open=True)
 
     def _fit(self, *, features: Tensor, weight: Tensor, bias: Tensor) -> None:
         warn_if_negative(features, self.name)
         self.mean_feature_ = mean64(features)
         contribution = self.mean_feature_.unsqueeze(0) * weight.to(torch.float64)
         self.threshold_ = percentile(contribution, self.p)
-        self.masked_weight_ = weight * (contribution > self.threshold_).to(weight.dtype)
+        keep = contribution > self.threshold_
+        if not bool(keep.any()):
+            raise ValueError(
+                f"DICE pruned every weight: no contribution m_j·w_kj exceeds the {self.p:g}-th percentile "
+                f"({self.threshold_:g}), so every input would get the same score; the mean feature is "
+                "constant or p is too high"
+            )
+        self.masked_weight_ = weight * keep.to(weight.dtype)
         self.bias_ = bias.clone()
 
     def _score(self, *, features: Tensor) -> Tensor:

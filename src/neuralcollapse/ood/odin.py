@@ -8,7 +8,15 @@ ICLR 2018, Eq. (1)-(2), as in OpenOOD v1.5's ``odin_postprocessor``:
     s(x) = max_k softmax(z(x̃)/T)_k.
 
 The model runs in eval mode (its previous mode is restored afterwards); gradients are taken with respect to
-the inputs only, so parameters' ``.grad`` are left untouched. Inputs are processed in batches.
+the inputs only, so parameters' ``.grad`` are left untouched. Inputs are processed in batches. The model may
+return the logits, a :class:`~neuralcollapse.output.HeadOutput` or a mapping with ``"logits"``
+(:func:`~neuralcollapse.output.logits_of`).
+
+Precision: half/bfloat16 inputs are upcast to float32 and x̃ is formed there (an ε = 0.0014 step is below
+fp16's resolution for |x| ≳ 2); the model sees the inputs in its own floating dtype (that of its first
+floating parameter or buffer; float32 for a parameter-free model), so a float32 model scores fp16 inputs
+exactly as their float32 values. With a low-precision model the loss is scaled by T before the backward (the
+sign of the gradient is unchanged; small gradients do not underflow to 0, which would count as +1).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import check_positive
+from ..output import logits_of
 from ._utils import check_int
 from .base import Detector, Requires
 from .registry import register_detector
@@ -46,8 +55,19 @@ OPENOOD_CIFAR_STD = (63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0)
 DEFAULT_BATCH_SIZE = 128
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def _upcast(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    return t.float() if t.dtype in _LOW_PRECISION else t
+
+
+def _model_dtype(model: torch.nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype the model computes in: that of its first floating parameter or buffer, else ``default``."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return default
 
 
 def _check_std(std: float | Sequence[float] | None) -> tuple[float, ...] | float | None:
@@ -77,7 +97,9 @@ class ODIN(Detector):
             ``OPENOOD_CIFAR_STD``.
         batch_size: inputs per forward/backward pass.
 
-    fit: ``model`` (an ``nn.Module`` mapping inputs to (B, K) logits). score: ``inputs`` (M, C, ...).
+    fit: ``model`` (an ``nn.Module`` mapping inputs to (B, K) logits, a ``HeadOutput`` or a mapping with
+    ``"logits"``). score: ``inputs`` (M, C, ...), any floating dtype (fp16/bf16 are processed in float32;
+    module docstring); the scores are float32 or wider.
 
     Example:
         >>> import torch
@@ -122,35 +144,45 @@ class ODIN(Detector):
         shape = (1, channels) + (1,) * (inputs.ndim - 2)
         return torch.tensor(self.std, dtype=inputs.dtype, device=inputs.device).view(shape)
 
-    def _perturbed_confidence(self, model: torch.nn.Module, x: Tensor, std: Tensor | None) -> Tensor:
-        leaf = x.detach().requires_grad_(True)
+    def _logits(self, model: torch.nn.Module, x: Tensor) -> Tensor:
+        logits = logits_of(model(x), "`model` output")
+        if logits.ndim != 2 or logits.shape[1] < 2:
+            raise ValueError(f"`model` must return (batch, K >= 2) logits; got shape {tuple(logits.shape)}")
+        return logits
+
+    def _perturbed_confidence(
+        self, model: torch.nn.Module, x: Tensor, std: Tensor | None, model_dtype: torch.dtype
+    ) -> Tensor:
+        """``x`` in the working dtype (float32 for half inputs); the model sees it in ``model_dtype``."""
+        leaf = x.detach().to(model_dtype).requires_grad_(True)
         with torch.enable_grad():
-            logits = model(leaf)
-            if logits.ndim != 2 or logits.shape[1] < 2:
-                raise ValueError(
-                    f"`model` must return (batch, K >= 2) logits; got shape {tuple(logits.shape)}"
-                )
+            logits = self._logits(model, leaf)
             target = logits.detach().argmax(dim=1)
-            # a sum, not OpenOOD's mean: the sign is the same and 1/B cannot underflow a small gradient
+            # a sum, not OpenOOD's mean: the sign is the same and 1/B cannot underflow a small gradient; in a
+            # low-precision model the loss is also scaled by T (sign unchanged) for the same reason
             loss = F.cross_entropy(_upcast(logits) / self.temperature, target, reduction="sum")
+            if logits.dtype in _LOW_PRECISION:
+                loss = loss * self.temperature
             (grad,) = torch.autograd.grad(loss, leaf)
         step = torch.where(grad >= 0, 1.0, -1.0).to(x.dtype)
         if std is not None:
             step = step / std
         with torch.no_grad():
-            perturbed = model(x.detach() - self.noise * step)
+            perturbed = self._logits(model, (x.detach() - self.noise * step).to(model_dtype))
             return torch.softmax(_upcast(perturbed) / self.temperature, dim=1).amax(dim=1)
 
     def _score(self, *, inputs: Tensor) -> Tensor:
         model = self.model_
-        std = self._std_tensor(inputs)
+        work = _upcast(inputs)  # x̃ is formed in float32 for half inputs (module docstring)
+        model_dtype = _model_dtype(model, work.dtype)
+        std = self._std_tensor(work)
         # restore every submodule's own mode (a frozen, eval-mode backbone inside a training model stays so)
         modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
             parts = [
-                self._perturbed_confidence(model, inputs[s : s + self.batch_size], std)
-                for s in range(0, inputs.shape[0], self.batch_size)
+                self._perturbed_confidence(model, work[s : s + self.batch_size], std, model_dtype)
+                for s in range(0, work.shape[0], self.batch_size)
             ]
         finally:
             for module, mode in modes:
