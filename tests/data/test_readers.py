@@ -51,7 +51,7 @@ def test_idx_magic_numbers_are_the_published_ones():
 @pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST/raw"), ("fashionmnist", "FashionMNIST/raw")])
 def test_mnist_like_round_trip(tmp_path, rng, gz, name, folder):
     arrays = _write_mnist(tmp_path / folder, rng, gz=gz)
-    d = ncd.create(name, root=tmp_path)
+    d = ncd.create(name, root=tmp_path, verify=False)  # synthetic files: not the official ones
     assert torch.equal(d.train_x[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
     assert torch.equal(d.train_y, torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64)))
     assert torch.equal(d.test_x[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
@@ -63,7 +63,7 @@ def test_mnist_like_round_trip(tmp_path, rng, gz, name, folder):
 
 def test_mnist_root_may_be_the_raw_folder_itself(tmp_path, rng):
     arrays = _write_mnist(tmp_path, rng, gz=False)
-    d = ncd.create("mnist", root=tmp_path, to_rgb=True)
+    d = ncd.create("mnist", root=tmp_path, to_rgb=True, verify=False)
     assert d.in_channels == 3 and torch.equal(
         d.train_x[:, 1], torch.from_numpy(arrays["train-images-idx3-ubyte"])
     )
@@ -126,7 +126,7 @@ def test_mnist_label_count_mismatch(tmp_path, rng):
     _write_mnist(folder, rng)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros(5, np.uint8))))
     with pytest.raises(DatasetFormatError, match="expected uint8 images"):
-        ncd.create("mnist", root=tmp_path)
+        ncd.create("mnist", root=tmp_path, verify=False)
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR

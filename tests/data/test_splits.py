@@ -194,9 +194,11 @@ def test_ood_pair_with_a_real_dataset_is_resized_and_subsampled(tmp_path, rng, d
     from tests.data.test_readers import _write_mnist
 
     _write_mnist(tmp_path / "MNIST" / "raw", rng, n_test=12)
-    pair = ncd.ood_pair(digits, "mnist", root=tmp_path, num_samples=5)
+    with pytest.warns(UserWarning, match="are the train and test files swapped"):  # 6 train < 12 test images
+        pair = ncd.ood_pair(digits, "mnist", root=tmp_path, num_samples=5, verify=False)  # synthetic files
     assert pair.ood_x.shape == (5, 1, 8, 8) and pair.ood_name == "mnist"
-    rgb = ncd.ood_pair(ncd.create("digits", to_rgb=True), "mnist", root=tmp_path)
+    with pytest.warns(UserWarning, match="swapped"):
+        rgb = ncd.ood_pair(ncd.create("digits", to_rgb=True), "mnist", root=tmp_path, verify=False)
     assert rgb.ood_x.shape == (12, 3, 8, 8) and torch.equal(rgb.ood_x[:, 0], rgb.ood_x[:, 2])
 
 

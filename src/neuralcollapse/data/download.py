@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from .base import DATA_DIR_ENV, DatasetNotFoundError
+from .base import DATA_DIR_ENV, DatasetNotFoundError, dataset_env_var
 
 __all__ = [
     "RESOURCES",
@@ -337,10 +337,23 @@ def download_resources(resources: Sequence[Resource], folder: str | os.PathLike)
 
 
 def missing_files_message(
-    dataset: str, missing: Sequence[Path], root: Path, resources: Sequence[Resource] = (), note: str = ""
+    dataset: str,
+    missing: Sequence[Path],
+    root: Path,
+    resources: Sequence[Resource] = (),
+    note: str = "",
+    searched: Sequence[object] = (),
 ) -> str:
-    """The message of :class:`DatasetNotFoundError`: which files, where, how to get them, ``--data-dir``."""
-    lines = [f"data set {dataset!r} not found under {root}. Missing:"]
+    """The message of :class:`DatasetNotFoundError`: which files, where, how to get them, ``--data-dir``.
+
+    ``searched`` lists the locations looked in, in order (:func:`~neuralcollapse.data.base.search_locations`).
+    """
+    if searched:
+        lines = [f"data set {dataset!r} not found. Searched, in this order:"]
+        lines += [f"  {loc}" for loc in searched]
+        lines.append("Missing (e.g. here):")
+    else:
+        lines = [f"data set {dataset!r} not found under {root}. Missing:"]
     lines += [f"  {p}" for p in missing]
     if resources:
         lines.append("Official files (md5):")
@@ -349,8 +362,9 @@ def missing_files_message(
             lines.append(f"  {r.url} ({r.md5}) -> {action}")
     if note:
         lines.append(note)
+    env = f"${dataset_env_var(dataset)} or ${DATA_DIR_ENV}" if searched else f"${DATA_DIR_ENV}"
     lines.append(
-        f"Put the files there, or point --data-dir (Python: root=...; environment: ${DATA_DIR_ENV}) at the "
+        f"Put the files there, or point --data-dir (Python: root=...; environment: {env}) at the "
         "folder that holds them"
         + (", or pass --download (download=True) on a machine with internet access." if resources else ".")
     )

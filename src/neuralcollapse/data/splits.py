@@ -27,6 +27,7 @@ from .augment import to_float
 from .base import DatasetSplits, create
 
 __all__ = [
+    "OOD_ALL_IMAGES",
     "SYNTHETIC_OOD",
     "OODPair",
     "OpenSetSplits",
@@ -36,6 +37,7 @@ __all__ = [
     "ood_pair",
     "open_set_split",
     "stratified_split",
+    "stratified_subset",
 ]
 
 #: ITU-R 601-2 luma weights (Pillow's "L" conversion) for RGB → grey.
@@ -43,6 +45,9 @@ LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 #: OOD test sets generated on the fly (any ID data set): per-channel Gaussian noise with the ID statistics,
 #: clipped to [0, 1]; uniform noise over 0..255.
 SYNTHETIC_OOD: tuple[str, ...] = ("gaussian", "uniform")
+#: Data sets used whole (train + test images) when they are the OOD set: they have no official split, and
+#: as an OOD set none of their images was seen in training.
+OOD_ALL_IMAGES: tuple[str, ...] = ("mnist5k",)
 
 
 def _labels_np(labels: Any, name: str = "labels") -> np.ndarray:
@@ -92,6 +97,44 @@ def stratified_split(labels: Any, fraction: float, seed: int = 0) -> tuple[Tenso
     mask = np.ones(len(y), dtype=bool)
     mask[held_idx] = False
     return torch.from_numpy(np.flatnonzero(mask)), torch.from_numpy(held_idx.astype(np.int64))
+
+
+def stratified_subset(labels: Any, size: int, seed: int = 0) -> Tensor:
+    """Indices of a class-stratified random subset of ``size`` samples (the ``train_subset`` option).
+
+    Class c (n_c of the N samples) gets its proportional share size·n_c/N rounded down, and the remaining
+    samples go one each to the classes with the largest remainders (ties: lower class first) — Hamilton's
+    largest-remainder apportionment, so the counts sum to ``size`` and each is within 1 of size·n_c/N (never
+    above n_c). Within a class the samples are the first of ``numpy.random.default_rng(seed).permutation``
+    (classes in increasing order). ``size`` ≥ N returns every index.
+
+    Returns:
+        Sorted int64 indices.
+
+    Raises:
+        ValueError: ``size`` < 1, bad labels.
+
+    Example:
+        >>> y = torch.tensor([0] * 6 + [1] * 3 + [2] * 3)
+        >>> torch.bincount(y[stratified_subset(y, 4)]).tolist()
+        [2, 1, 1]
+    """
+    y = _labels_np(labels)
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise ValueError(f"`size` must be a positive int; got {size!r}")
+    n = len(y)
+    if size >= n:
+        return torch.arange(n, dtype=torch.int64)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * size / n
+    take = np.floor(quota).astype(np.int64)
+    remainder = quota - take
+    order = sorted(range(len(classes)), key=lambda i: (-remainder[i], i))
+    for i in order[: size - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]
+    return torch.from_numpy(np.sort(np.concatenate(picked)).astype(np.int64))
 
 
 def _check_ratio(imbalance_ratio: Any) -> float:
@@ -335,10 +378,12 @@ def ood_pair(
     seed: int = 0,
     id_kwargs: dict[str, Any] | None = None,
     ood_kwargs: dict[str, Any] | None = None,
+    verify: bool = True,
 ) -> OODPair:
     """Load an ID data set and an OOD test set converted to the ID's channels and image size.
 
-    ``ood_name`` is a registered data set (its **test** split is used; e.g. "svhn" against "cifar100"; the
+    ``ood_name`` is a registered data set (its **test** split is used — all its images for the sets of
+    :data:`OOD_ALL_IMAGES`, e.g. "mnist5k" against "fashionmnist"; e.g. "svhn" against "cifar100"; the
     embedded pair is ``ood_pair("digits", "digits-ood")``, pixel-scrambled digits — see ``datasets.py``) or a
     synthetic set of :data:`SYNTHETIC_OOD` ("gaussian": N(mean_c, std_c) of the ID statistics per pixel,
     clipped; "uniform": uniform 0..255), with as many images as the ID test split unless ``num_samples``.
@@ -350,6 +395,7 @@ def ood_pair(
         num_samples: keep this many OOD images (a seeded random subset; synthetic: generate this many).
         seed: seed of the subset / the noise.
         id_kwargs, ood_kwargs: extra loader options.
+        verify: check known files against their digests (as :func:`neuralcollapse.data.create`).
 
     Raises:
         ValueError: unknown names (listing the valid ones), ``num_samples`` < 1.
@@ -362,7 +408,7 @@ def ood_pair(
     if isinstance(id_data, DatasetSplits):
         id_splits = id_data
     else:
-        id_splits = create(id_data, root=root, download=download, **(id_kwargs or {}))
+        id_splits = create(id_data, root=root, download=download, verify=verify, **(id_kwargs or {}))
     if num_samples is not None and (
         isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1
     ):
@@ -371,8 +417,8 @@ def ood_pair(
     if key in SYNTHETIC_OOD:
         n = num_samples if num_samples is not None else len(id_splits.test_y)
         return OODPair(id_splits, _synthetic_ood(key, id_splits, n, seed), key)
-    ood = create(ood_name, root=root, download=download, **(ood_kwargs or {}))
-    x = ood.test_x
+    ood = create(ood_name, root=root, download=download, verify=verify, **(ood_kwargs or {}))
+    x = torch.cat([ood.train_x, ood.test_x]) if ood.name in OOD_ALL_IMAGES else ood.test_x
     if num_samples is not None and num_samples < len(x):
         g = torch.Generator().manual_seed(int(seed))
         x = x[torch.randperm(len(x), generator=g)[:num_samples].sort().values]
