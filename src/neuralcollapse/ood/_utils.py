@@ -18,6 +18,7 @@ __all__ = [
     "keep_count",
     "linear_logits",
     "mean64",
+    "numerical_rank",
     "percentile",
     "pinvh64",
     "prune_to_topk",
@@ -125,6 +126,23 @@ def pinvh64(matrix: Tensor) -> Tensor:
     keep = eigenvalues.abs() > cutoff
     inverse = torch.where(keep, 1.0 / torch.where(keep, eigenvalues, torch.ones_like(eigenvalues)), 0.0)
     return (eigenvectors * inverse) @ eigenvectors.t()
+
+
+def numerical_rank(eigenvalues: Tensor, num_samples: int, input_dtype: torch.dtype) -> tuple[int, float]:
+    """Numerical rank of a float64 second-moment matrix C = (1/N)Σ_i x_i x_iᵀ of N rows in R^D given in
+    ``input_dtype``, from its eigenvalues; returns ``(rank, relative tolerance)``.
+
+    λ counts when λ > tol·max λ with tol = max(D·√N·eps₆₄, (D·eps_in)²): the first term bounds the rounding
+    of C's float64 accumulation and of ``eigh`` (absolute error ∝ eps·‖C‖), the second the rounding of the
+    inputs themselves — a direction whose spread is below D·eps_in of the largest one is not resolved by
+    the input dtype (float32: (16·1.2e-7)² ≈ 3.6e-12 for D = 16). ``matrix_rank``'s singular-value rule
+    σ > max(N, D)·eps·σ_max, squared, without its growth in N.
+    """
+    d = eigenvalues.shape[0]
+    eps_in = torch.finfo(input_dtype).eps if input_dtype.is_floating_point else torch.finfo(torch.float64).eps
+    tol = max(d * math.sqrt(max(num_samples, 1)) * torch.finfo(torch.float64).eps, (d * eps_in) ** 2)
+    top = float(eigenvalues.max()) if eigenvalues.numel() else 0.0
+    return int((eigenvalues > tol * top).sum()) if top > 0 else 0, tol
 
 
 def row_quadratic_form(x: Tensor, matrix: Tensor) -> Tensor:

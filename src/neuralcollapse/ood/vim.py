@@ -21,7 +21,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
-from ._utils import SCATTER_CHUNK_ROWS, check_int, linear_logits, scatter64
+from ._utils import SCATTER_CHUNK_ROWS, check_int, linear_logits, numerical_rank, scatter64
 from .base import Detector, Requires
 from .registry import register_detector
 
@@ -58,7 +58,9 @@ class ViM(Detector):
     recomputed as Wf + b.
 
     Raises:
-        ValueError: ``dim`` >= D (at fit), or all training residuals are zero (α undefined).
+        ValueError: ``dim`` >= D (at fit), or the residual space is numerically zero — the features' second
+            moment about o has numerical rank <= dim (``_utils.numerical_rank``: eigenvalues within the input
+            dtype's and float64's rounding of zero), so α would scale rounding noise.
 
     Example:
         >>> import torch
@@ -87,7 +89,15 @@ class ViM(Detector):
         self.weight_, self.bias_ = w64, b64
         self.origin_ = -(torch.linalg.pinv(w64) @ b64)
         second_moment = scatter64(features, self.origin_) / features.shape[0]
-        _, eigenvectors = torch.linalg.eigh(second_moment)  # ascending eigenvalues
+        eigenvalues, eigenvectors = torch.linalg.eigh(second_moment)  # ascending eigenvalues
+        rank, tol = numerical_rank(eigenvalues, features.shape[0], features.dtype)
+        if rank <= self.dim:
+            # the residual directions hold only rounding noise: alpha would scale noise by ~1e7
+            raise ValueError(
+                f"`features` have numerical rank {rank} <= dim={self.dim} about ViM's origin (eigenvalues of their "
+                f"second moment below {tol:.1e}·max are rounding noise), so the residual space is numerically "
+                "zero and ViM's alpha is undefined; use a `dim` below the rank"
+            )
         self.basis_ = eigenvectors[:, : d - self.dim].contiguous()
         residual = _residual_norm(features, self.origin_, self.basis_)
         max_logit = torch.cat(
