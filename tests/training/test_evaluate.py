@@ -38,7 +38,8 @@ def test_evaluate_report_matches_independent_computation(osr_run):
     assert report["epoch"] == 2
     assert report["closed_set"]["accuracy"] == pytest.approx(osr_run.metrics["test/acc"], abs=1e-9)
     assert set(report["ood"]) == {"msp", "ebo", "knn", "vim", "odin"}
-    assert set(report["open_set"]) == {"known_classes", "msp", "occe_head", "combined"}
+    assert set(report["open_set"]) == {"known_classes", "known_names", "unknown_names", "msp", "occe_head", "combined"}
+    assert report["open_set"]["known_names"] == [str(c) for c in report["open_set"]["known_classes"]]  # digits
     saved = json.loads((osr_run.run_dir / "evaluation.json").read_text())
     assert saved["open_set"] == report["open_set"]
 

