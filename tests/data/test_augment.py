@@ -230,6 +230,7 @@ def test_bad_inputs():
         normalize(torch.zeros(1, 1, 2, 2), (0.5,), (0.0,))
 
 
+@pytest.mark.cuda
 def test_cuda_matches_cpu_for_the_same_seed():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

@@ -208,6 +208,7 @@ def test_loader_input_checks():
         TensorBatchLoader(np.zeros(4), torch.zeros(4), 2)
 
 
+@pytest.mark.cuda
 def test_loader_gathers_on_the_tensor_device():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

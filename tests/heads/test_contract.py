@@ -129,6 +129,7 @@ def test_gradients_reach_learnable_parameters(name):
     assert h.grad is not None and torch.isfinite(h.grad).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", heads.names())
 def test_cuda_outputs_follow_the_input_device(name):

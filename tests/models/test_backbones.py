@@ -230,6 +230,7 @@ def test_unknown_option_is_rejected_by_name():
         models.create("resnet18", bogus=1)
 
 
+@pytest.mark.cuda
 def test_cuda_forward_if_available():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

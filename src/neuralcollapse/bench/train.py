@@ -70,15 +70,29 @@ class _PerImageCIFAR(torch.utils.data.Dataset):
         return (img - self.mean) / self.std, self.y[i]
 
 
-def _model(device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+def _model(
+    device: torch.device,
+    channels_last: bool,
+    *,
+    num_classes: int = NUM_CLASSES,
+    backbone: str = "resnet18",
+    backbone_kwargs: dict[str, Any] | None = None,
+    compile: bool = False,
+    compile_backend: str = "inductor",
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The benchmarked network (backbone + linear classifier) and its SGD optimiser; ``compile`` wraps the network
+    in ``torch.compile`` (``compile_backend``: ``"inductor"``, or ``"eager"`` to check the tracing alone)."""
     from .. import models
 
     torch.manual_seed(0)
-    backbone = models.create("resnet18", num_classes=NUM_CLASSES, in_channels=3)
-    net = nn.Sequential(backbone, nn.Linear(backbone.num_features, NUM_CLASSES)).to(device)
+    body = models.create(backbone, num_classes=num_classes, in_channels=3, **(backbone_kwargs or {}))
+    net = nn.Sequential(body, nn.Linear(body.num_features, num_classes)).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    return net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    if compile:
+        net = torch.compile(net, backend=compile_backend)  # parameters are shared with the wrapped module
+    return net, opt
 
 
 def _step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> None:
@@ -94,14 +108,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _epoch_ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool, amp: bool) -> float:
+def _epoch_ours(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    channels_last: bool,
+    amp: bool,
+    *,
+    warmup: int = WARMUP_BATCHES,
+    batch: int = BATCH,
+    **model_kwargs: Any,
+) -> float:
+    """Images per second of one timed epoch of the batched on-device pipeline (after ``warmup`` batches of
+    ``batch`` images); ``model_kwargs`` go to :func:`_model` (``compile``, ``backbone``, ``num_classes`` …)."""
     from ..data.augment import BatchAugment
     from ..data.samplers import TensorBatchLoader
 
-    net, opt = _model(device, channels_last)
+    net, opt = _model(device, channels_last, **model_kwargs)
     aug = BatchAugment(crop_padding=4, pad_mode="reflect", flip=True, mean=MEAN, std=STD, seed=0)
     # As the training system with data_on_device="auto": the uint8 data live on the GPU, batches are gathered there.
-    loader = TensorBatchLoader(x.to(device), y.to(device), batch_size=BATCH, shuffle=True, drop_last=True, seed=0)
+    loader = TensorBatchLoader(x.to(device), y.to(device), batch_size=batch, shuffle=True, drop_last=True, seed=0)
 
     def run_epoch(limit: int | None = None) -> int:
         seen = 0
@@ -115,7 +141,7 @@ def _epoch_ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels
             seen += xb.shape[0]
         return seen
 
-    run_epoch(limit=WARMUP_BATCHES)  # warm-up (cuDNN autotune, allocator)
+    run_epoch(limit=warmup)  # warm-up (cuDNN autotune, allocator, compilation)
     _sync(device)
     start = time.perf_counter()
     seen = run_epoch()
@@ -123,11 +149,28 @@ def _epoch_ours(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels
     return seen / (time.perf_counter() - start)
 
 
-def _epoch_baseline(x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool, amp: bool) -> float:
-    net, opt = _model(device, channels_last)
+def _epoch_baseline(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    channels_last: bool,
+    amp: bool,
+    *,
+    workers: int | None = None,
+    dataset: torch.utils.data.Dataset | None = None,
+    warmup: int = WARMUP_BATCHES,
+    batch: int = BATCH,
+    **model_kwargs: Any,
+) -> float:
+    """Images per second of one timed epoch (after ``warmup`` batches) of the per-image pipeline: ``dataset``
+    (default ``_PerImageCIFAR(x, y)``) in a ``DataLoader`` with ``workers`` processes (default: 4 on CUDA, 0 on
+    CPU)."""
+    net, opt = _model(device, channels_last, **model_kwargs)
     random.seed(0)
-    workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
-    loader = torch.utils.data.DataLoader(_PerImageCIFAR(x, y), batch_size=BATCH, shuffle=True, drop_last=True,
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+    dataset = _PerImageCIFAR(x, y) if dataset is None else dataset
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=device.type == "cuda",
                                          persistent_workers=workers > 0)
 
@@ -143,7 +186,7 @@ def _epoch_baseline(x: torch.Tensor, y: torch.Tensor, device: torch.device, chan
             seen += xb.shape[0]
         return seen
 
-    run_epoch(limit=WARMUP_BATCHES)
+    run_epoch(limit=warmup)
     _sync(device)
     start = time.perf_counter()
     seen = run_epoch()
