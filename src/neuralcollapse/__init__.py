@@ -9,9 +9,11 @@ Subpackages are imported on first use: ``import neuralcollapse as nc; nc.losses.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from ._validation import validation
-from .output import HeadOutput
+if TYPE_CHECKING:
+    from ._validation import validation
+    from .output import HeadOutput
 
 __version__ = "0.1.0"
 
@@ -29,10 +31,15 @@ _SUBPACKAGES = (
     "schedules",
     "bench",
 )
+#: Top-level names imported on first use (both import torch; ``neuralcollapse --help`` must not).
+_LAZY = {"validation": "._validation", "HeadOutput": ".output"}
 
 
-
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     if name in _SUBPACKAGES:
         module = importlib.import_module(f"{__name__}.{name}")
         globals()[name] = module
@@ -41,7 +48,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBPACKAGES])
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 __all__ = ["HeadOutput", "__version__", "validation", *_SUBPACKAGES]

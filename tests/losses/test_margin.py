@@ -226,9 +226,10 @@ def test_modules_scale_margin_are_settable_and_validated():
 
 def test_margin_schedule_drives_the_terms():
     f, t, w = batch(11)
-    out = HeadOutput(logits=torch.zeros(len(t), w.shape[0]), features=f, prototypes=w)
+    cos_w = torch.zeros(len(t), w.shape[0])  # a cosine head's output (the terms only check it is there)
+    out = HeadOutput(logits=torch.zeros(len(t), w.shape[0]), features=f, prototypes=w, cosines=cos_w)
     arc = create_term("arcface")
-    assert arc.needs == ("features", "prototypes")
+    assert arc.needs == ("features", "prototypes", "cosines")
     ramp = MarginSchedule.from_preset("lpc-arcface")
     values = ramp.apply(arc, 5)
     assert (arc.scale, arc.margin) == (values.scale, values.margin) == (20.0, 0.14)
@@ -239,3 +240,5 @@ def test_margin_schedule_drives_the_terms():
     assert (cos.scale, cos.margin) == (64.0, 0.35)
     with pytest.raises(ValueError, match="prototypes"):
         arc(HeadOutput(logits=out.logits, features=f), t)
+    with pytest.raises(ValueError, match=r"`cosines` \(cosine logits .*not a linear one"):  # a linear head's output
+        arc(HeadOutput(logits=out.logits, features=f, prototypes=w), t)

@@ -411,9 +411,10 @@ def test_bad_nonl_options():
 @pytest.mark.parametrize("name", ["normface", "ntce", "nonl"])
 def test_terms_read_features_and_prototypes(name):
     f, t, p = batch(16)
-    out = HeadOutput(logits=torch.zeros(len(t), p.shape[0]), features=f, prototypes=p)
+    cos = torch.zeros(len(t), p.shape[0])
+    out = HeadOutput(logits=torch.zeros(len(t), p.shape[0]), features=f, prototypes=p, cosines=cos)
     term = create_term(name, temperature=0.1)
-    assert term.needs == ("features", "prototypes")
+    assert term.needs == ("features", "prototypes", "cosines")
     assert torch.equal(term(out, t), call(name, f, t, p, 0.1))
     with pytest.raises(ValueError, match="prototypes"):
         term(HeadOutput(logits=out.logits, features=f), t)
@@ -421,7 +422,8 @@ def test_terms_read_features_and_prototypes(name):
 
 def test_nonl_term_options():
     f, t, p = batch(17)
-    out = HeadOutput(logits=torch.zeros(len(t), p.shape[0]), features=f, prototypes=p)
+    out = HeadOutput(logits=torch.zeros(len(t), p.shape[0]), features=f, prototypes=p,
+                     cosines=torch.zeros(len(t), p.shape[0]))
     term = create_term("nonl", anchor="both")
     assert torch.equal(term(out, t), nonl(f, t, p, anchor="both"))
 

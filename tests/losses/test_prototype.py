@@ -267,7 +267,7 @@ def test_bad_dot_regression_options():
 
 def test_terms_and_aliases():
     f, t, p = batch(13)
-    out = HeadOutput(logits=torch.zeros(len(t), 4), features=f, prototypes=p)
+    out = HeadOutput(logits=torch.zeros(len(t), 4), features=f, prototypes=p, cosines=torch.zeros(len(t), 4))
     for name in ("proto_align", "hpn", "dl2pa"):
         assert TERMS.resolve(name) == "proto_align"
         assert torch.equal(create_term(name)(out, t), prototype_alignment(f, t, p))
@@ -277,3 +277,5 @@ def test_terms_and_aliases():
     assert torch.equal(term(out, t), dot_regression(f, t, p, False, feature_norm_weight=0.01))
     with pytest.raises(ValueError, match="prototypes"):
         term(HeadOutput(logits=out.logits, features=f), t)
+    with pytest.raises(ValueError, match="`cosines`"):  # a linear head's W rows: refused, as `train` refuses it
+        create_term("proto_align")(HeadOutput(logits=out.logits, features=f, prototypes=p), t)

@@ -30,6 +30,7 @@ from .base import DATA_DIR_ENV, DatasetNotFoundError, dataset_env_var
 
 __all__ = [
     "RESOURCES",
+    "DownloadError",
     "Resource",
     "download_resources",
     "download_url",
@@ -40,6 +41,12 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+
+
+class DownloadError(DatasetNotFoundError, RuntimeError):
+    """A download failed (offline, HTTP error, timeout): the data are still unavailable. A
+    :class:`DatasetNotFoundError` (so the CLI prints its one-line message) and, as before, a ``RuntimeError``."""
+
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 #: Seconds before a stalled connection is abandoned.
 DOWNLOAD_TIMEOUT = 60.0
@@ -193,7 +200,7 @@ def download_url(
     Raises:
         ValueError: checksum mismatch (the download is discarded; an existing ``dest`` is left untouched) or a
             malformed ``md5``.
-        RuntimeError: the download failed (offline, HTTP error); the message says where to put the file.
+        DownloadError: the download failed (offline, HTTP error); the message says where to put the file.
 
     Example:
         >>> download_url("file:///tmp/some.tar.gz", "/tmp/data/", md5=None)  # doctest: +SKIP
@@ -222,7 +229,7 @@ def download_url(
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:  # URLError, HTTPError, timeouts and socket errors are OSErrors
-            raise RuntimeError(
+            raise DownloadError(
                 f"downloading {url} failed ({type(exc).__name__}: {exc}). Without internet access, fetch the "
                 f"file elsewhere and put it at {dest}"
             ) from exc

@@ -11,9 +11,12 @@ import sys
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from .compare import DEFAULT_OBJECTIVES
+#: ``compare.DEFAULT_OBJECTIVES``, spelled out so that building the parser imports no torch (a test keeps
+#: the two equal).
+DEFAULT_OBJECTIVES = ("ce", "ce+occe", "nonl", "ntce", "lpc", "dl2pa")
 
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare",
         help="train several objectives with matched settings and seeds, then write a report",
@@ -21,15 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(accuracy, neural collapse, latent geometry, independence deficit, OOD, open-set) and write "
         "report.md / report.html with tables and plots. Re-running continues: finished runs are skipped.",
     )
-    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
-                   help="comma-separated presets or loss specs (default: %(default)s)")
+    p.add_argument("--objectives", nargs="+", default=[",".join(DEFAULT_OBJECTIVES)], metavar="OBJECTIVE",
+                   help=f"presets or loss specs, space- or comma-separated (default: {','.join(DEFAULT_OBJECTIVES)})")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per objective (default: 3)")
     p.add_argument("--dataset", default=None, help="data set (default: digits, the embedded one)")
     p.add_argument("--model", default=None, help="backbone (default: the trainer's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the trainer's)")
     p.add_argument("--recipe", default=None, help="recipe applied to every run before the objective")
-    p.add_argument("--ood-set", default=None, help="OOD test set ('' disables; default per data set)")
-    p.add_argument("--detectors", default=None, help="comma-separated OOD detectors (default: the OCCE ten)")
+    p.add_argument("--ood-set", "--ood", dest="ood_set", default=None, metavar="DATASET",
+                   help="the OOD test set of the detector table ('' disables; default per data set)")
+    p.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
+                   help="OOD detectors, space- or comma-separated (default: the OCCE paper's ten)")
     p.add_argument("--osr-known", type=int, default=None, help="known classes of the open-set run (0 disables)")
     p.add_argument("--deepfool-samples", type=int, default=200, help="test images for DeepFool (0 disables)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
@@ -47,20 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from ..training.commands import parse_setting
+    from ..training.commands import parse_setting, split_list
     from .compare import CompareSettings, run_compare
 
     try:
+        ood_sets = split_list(args.ood_set) if args.ood_set else None
+        if ood_sets is not None and len(ood_sets) > 1:
+            raise ValueError(f"compare evaluates one OOD set per comparison; got {', '.join(ood_sets)} (use "
+                             "`neuralcollapse evaluate --ood A B` on a run for several)")
         settings = CompareSettings(
-            objectives=[o.strip() for o in args.objectives.split(",") if o.strip()],
+            objectives=split_list(args.objectives) or [],
             seeds=args.seeds,
             dataset=args.dataset,
             model=args.model,
             epochs=args.epochs,
             recipe=args.recipe,
             overrides=dict(parse_setting(s) for s in args.settings),
-            ood_set=args.ood_set,
-            detectors=[d.strip() for d in args.detectors.split(",")] if args.detectors else None,
+            ood_set=ood_sets[0] if ood_sets else args.ood_set,
+            detectors=split_list(args.detectors),
             osr_known=args.osr_known,
             deepfool_samples=args.deepfool_samples,
             out=args.out,

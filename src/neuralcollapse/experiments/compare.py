@@ -59,12 +59,24 @@ class CompareSettings:
     out: str | Path = "runs/compare"
 
 
+def _sig4(value: Any) -> str:
+    """A number with 4 significant digits, trailing zeros kept (``0.8644``, ``1.000``, ``1.824e-05``); '–' if absent.
+
+    Example:
+        >>> _sig4(0.18235383812999473), _sig4(1), _sig4(None)
+        ('0.1824', '1.000', '–')
+    """
+    if value is None:
+        return "–"
+    return format(float(value), "#.4g")
+
+
 def _folder_name(objective: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in objective.replace("+", "-plus-"))
 
 
 def _base_config(settings: CompareSettings, objective: str, seed: int) -> Any:
-    from ..training.config import TrainConfig, merge_settings, validate_config
+    from ..training.config import TrainConfig, apply_settings, merge_settings, validate_config
     from ..training.presets import expand_objective
     from ..training.recipes import recipe_settings
 
@@ -74,8 +86,10 @@ def _base_config(settings: CompareSettings, objective: str, seed: int) -> Any:
     config = merge_settings(config, expand_objective(objective), source=f"objective {objective!r}")
     shared = {k: v for k, v in (("dataset", settings.dataset), ("model", settings.model),
                                 ("epochs", settings.epochs)) if v is not None}
-    config = merge_settings(config, {**shared, **dict(settings.overrides), "seed": seed, "progress": False},
-                            source="compare settings")
+    config = merge_settings(config, shared, source="compare settings")
+    # --set semantics (as in `train`): mapping values merge into the preset's (head_kwargs, loss_kwargs …)
+    config = apply_settings(config, dict(settings.overrides), source="compare --set")
+    config = merge_settings(config, {"seed": seed, "progress": False}, source="compare settings")
     return validate_config(config)
 
 
@@ -135,8 +149,8 @@ def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print
                                "auroc": 100 * osr["msp"]["auroc"]}
             analysis["osr_known_classes"] = osr["known_classes"]
         (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=1))
-        acc = analysis["summary"].get("test_accuracy")
-        log(f"{tag}: test accuracy {acc:.4f}, NC1 {analysis['summary'].get('nc1')}, "
+        summary = analysis["summary"]
+        log(f"{tag}: test accuracy {_sig4(summary.get('test_accuracy'))}, NC1 {_sig4(summary.get('nc1'))}, "
             f"{time.perf_counter() - start:.0f} s")
     run_dirs = [out / _folder_name(o) / f"seed{s}" for o, s in configs]
     command = (f"neuralcollapse compare --objectives {','.join(settings.objectives)} --seeds {settings.seeds}"

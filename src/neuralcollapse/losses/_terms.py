@@ -41,7 +41,11 @@ class LossTerm(nn.Module):
     """Base class of the objective's terms: ``forward(output, target, **context) -> scalar``.
 
     Subclasses implement :meth:`compute`; ``forward`` filters ``context`` to ``context_keys``.
-    ``needs`` names the :class:`HeadOutput` fields the term reads (checked, with a clear error).
+    ``needs`` names the :class:`HeadOutput` fields the term reads (checked, with a clear error). A term that
+    shapes unit class prototypes (NTCE, NONL, NormFace, ArcFace, CosFace, DL2PA alignment, dot-regression)
+    also needs ``cosines``: the head's logits must be the cosines against those prototypes, or training would
+    shape one geometry and the head predict with another (a linear head's raw W rows are ``prototypes``, but
+    its logits are W h + b). This is the one rule; ``neuralcollapse train`` reads the same ``needs``.
     """
 
     context_keys: ClassVar[tuple[str, ...]] = ()
@@ -50,8 +54,10 @@ class LossTerm(nn.Module):
     def forward(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:
         for field_name in self.needs:
             if getattr(output, field_name, None) is None:
+                what = (" (cosine logits against unit class prototypes: a cosine, prototypes, etf or class-mean "
+                        "head, not a linear one)" if field_name == "cosines" else "")
                 raise ValueError(
-                    f"loss term {type(self).__name__} needs the head output's `{field_name}`, which this "
+                    f"loss term {type(self).__name__} needs the head output's `{field_name}`{what}, which this "
                     f"head does not provide; use a head that returns it"
                 )
         kwargs = {k: v for k, v in context.items() if k in self.context_keys and v is not None}
@@ -72,7 +78,7 @@ class LogitTerm(LogitLossOptions, LossTerm):
 class PrototypeTerm(LossTerm):
     """A term applying its loss module ``self.loss`` to ``(output.features, target, output.prototypes)``."""
 
-    needs = ("features", "prototypes")
+    needs = ("features", "prototypes", "cosines")
     loss: nn.Module
 
     def compute(self, output: HeadOutput, target: Tensor, **context: Any) -> Tensor:

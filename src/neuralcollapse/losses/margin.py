@@ -259,7 +259,7 @@ class ArcFaceTerm(_ScaleMargin, LossTerm):
     """Objective term ``"arcface"``: :func:`arcface` on ``output.features`` and ``output.prototypes`` (the
     head's raw W, K×d). ``scale``/``margin`` may be set between epochs (``MarginSchedule.apply``)."""
 
-    needs = ("features", "prototypes")
+    needs = ("features", "prototypes", "cosines")  # a cosine head: see LossTerm
     _check_margin = staticmethod(_check_arc_margin)
 
     def __init__(self, scale: float = ARCFACE_SCALE, margin: float = ARCFACE_MARGIN, easy_margin: bool = False) -> None:
@@ -277,7 +277,7 @@ class CosFaceTerm(_ScaleMargin, LossTerm):
     """Objective term ``"cosface"``: :func:`cosface` on ``output.features`` and ``output.prototypes`` (raw W).
     ``scale``/``margin`` may be set between epochs."""
 
-    needs = ("features", "prototypes")
+    needs = ("features", "prototypes", "cosines")  # a cosine head: see LossTerm
 
     def __init__(self, scale: float = COSFACE_SCALE, margin: float = COSFACE_MARGIN) -> None:
         super().__init__()

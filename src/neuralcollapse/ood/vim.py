@@ -11,7 +11,9 @@ Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with Virtual-logit Matching", 
 - score s(f) = LSE(z) − α‖(f − o)R‖ with z = Wf + b (the negated ViM score).
 
 ``dim`` >= D raises: the residual space would be empty (OpenOOD then divides by zero, α = ∞ and NaN scores;
-pytorch-ood silently uses D/2).
+pytorch-ood silently uses D/2). The default ``dim=None`` is the one rule the library, ``evaluate`` and
+``compare`` share: D // 2, decided at fit time from the features — 256 for 512-D ResNet-18 features (OpenOOD
+v1.5's vim.yml), 1024 for 2048-D ResNet-50 features (the paper and OpenOOD use 1000).
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from ._utils import SCATTER_CHUNK_ROWS, check_int, linear_logits, numerical_rank
 from .base import Detector, Requires
 from .registry import register_detector
 
-__all__ = ["DEFAULT_DIM", "SWEEP_DIM", "ViM"]
+__all__ = ["DEFAULT_DIM", "SWEEP_DIM", "ViM", "default_dim"]
 
-#: principal-space dimension (OpenOOD v1.5 vim.yml for 512-D ResNet-18 features)
-DEFAULT_DIM = 256
+#: principal-space dimension: None = D // 2 at fit (:func:`default_dim`; 256 for 512-D features, OpenOOD v1.5)
+DEFAULT_DIM = None
 #: OpenOOD v1.5's sweep
 SWEEP_DIM = (256, 1000)
 
@@ -42,6 +44,16 @@ def _residual_norm(features: Tensor, origin: Tensor, basis: Tensor) -> Tensor:
     return torch.cat(parts)
 
 
+def default_dim(num_features: int) -> int:
+    """ViM's default principal-space dimension for D-dimensional features: ``max(1, D // 2)``.
+
+    Example:
+        >>> default_dim(512), default_dim(2048), default_dim(7)
+        (256, 1024, 3)
+    """
+    return max(1, int(num_features) // 2)
+
+
 @register_detector("vim")
 class ViM(Detector):
     """ViM detector: energy minus the scaled norm of the feature's residual outside the principal space.
@@ -51,8 +63,9 @@ class ViM(Detector):
     α = mean max-logit / mean residual norm on the training features.
 
     Args:
-        dim: dimension of the principal space, 1 <= dim < D. Default 256 (OpenOOD v1.5, ResNet-18); the
-            sweep is {256, 1000} (1000 for 2048-D ResNet-50 features).
+        dim: dimension of the principal space, 1 <= dim < D; None (default) = D // 2 decided at fit
+            (:func:`default_dim`: 256 for 512-D ResNet-18 features, OpenOOD v1.5). The sweep is {256, 1000}.
+            The dimension used is ``dim_`` after fitting.
 
     fit: ``features`` (N, D), ``weight`` (K, D), ``bias`` (K,). score: ``features`` (M, D); the logits are
     recomputed as Wf + b.
@@ -75,30 +88,32 @@ class ViM(Detector):
     defaults = MappingProxyType({"dim": DEFAULT_DIM})
     sweep = MappingProxyType({"dim": SWEEP_DIM})
 
-    def __init__(self, dim: int = DEFAULT_DIM) -> None:
-        self.dim = check_int(dim, "dim", minimum=1)
+    def __init__(self, dim: int | None = DEFAULT_DIM) -> None:
+        self.dim = None if dim is None else check_int(dim, "dim", minimum=1)
 
     def _fit(self, *, features: Tensor, weight: Tensor, bias: Tensor) -> None:
         d = features.shape[1]
-        if self.dim >= d:
+        dim = default_dim(d) if self.dim is None else self.dim
+        if dim >= d:
             raise ValueError(
                 f"`dim` must be smaller than the feature dimension D={d} (the residual space has D - dim "
-                f"dimensions); got dim={self.dim}"
+                f"dimensions); got dim={dim}"
             )
+        self.dim_ = dim
         w64, b64 = weight.to(torch.float64), bias.to(torch.float64)
         self.weight_, self.bias_ = w64, b64
         self.origin_ = -(torch.linalg.pinv(w64) @ b64)
         second_moment = scatter64(features, self.origin_) / features.shape[0]
         eigenvalues, eigenvectors = torch.linalg.eigh(second_moment)  # ascending eigenvalues
         rank, tol = numerical_rank(eigenvalues, features.shape[0], features.dtype)
-        if rank <= self.dim:
+        if rank <= dim:
             # the residual directions hold only rounding noise: alpha would scale noise by ~1e7
             raise ValueError(
-                f"`features` have numerical rank {rank} <= dim={self.dim} about ViM's origin (eigenvalues of their "
+                f"`features` have numerical rank {rank} <= dim={dim} about ViM's origin (eigenvalues of their "
                 f"second moment below {tol:.1e}·max are rounding noise), so the residual space is numerically "
                 "zero and ViM's alpha is undefined; use a `dim` below the rank"
             )
-        self.basis_ = eigenvectors[:, : d - self.dim].contiguous()
+        self.basis_ = eigenvectors[:, : d - dim].contiguous()
         residual = _residual_norm(features, self.origin_, self.basis_)
         max_logit = torch.cat(
             [
@@ -110,7 +125,7 @@ class ViM(Detector):
         if not bool(mean_residual > 0):
             raise ValueError(
                 "`features` have no component outside the principal space (all residual norms are 0), so "
-                f"ViM's alpha is undefined; use a smaller `dim` (got {self.dim})"
+                f"ViM's alpha is undefined; use a smaller `dim` (got {dim})"
             )
         self.alpha_ = float(max_logit.mean() / mean_residual)
 

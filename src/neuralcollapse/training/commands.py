@@ -12,18 +12,28 @@ learning-rate decay factor; here it is the OCCE (or LPC) weight γ — use ``--l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_train_config", "parse_setting", "register"]
+__all__ = ["DEFAULT_DETECTORS", "build_train_config", "parse_setting", "register", "split_list"]
+
+#: ``evaluation.DEFAULT_DETECTORS`` (the OCCE paper's ten), spelled out so that building the parser imports no
+#: torch (a test keeps the two equal).
+DEFAULT_DETECTORS = ("msp", "odin", "rmds", "ebo", "vim", "knn", "dice", "she", "relation", "scale")
 
 _TRAIN_DESCRIPTION = """\
 Train a classifier and record its geometry. With no arguments: the embedded digits, an MLP, CE + OCCE,
 25 epochs — about a minute on a laptop CPU. Settings resolve as: defaults < --recipe < --objective < flags <
 --set. The run folder holds config.yaml, metrics.csv/metrics.json, tensorboard/, checkpoints/last.ckpt
-(resume with --resume) and plots/.
+(resume with --resume) and plots/. The defaults shown below are the quick-start run's; --recipe and
+--objective change them. --objective P with a --loss of other terms is refused (the run would be recorded as
+P); a loss spec without --objective means a linear head unless --head says otherwise.
+
+Progress: on a terminal a rich bar (Epoch i/N, the whole-run ETA, the evaluation phase); when stdout is not a
+terminal (a log file, nohup, SLURM) one line per epoch: loss, accuracies, NC1, elapsed, ETA.
 
 Official OCCE flags are accepted as aliases: --w_ce, --w_occe, --n_epochs, --train_bs, --test_bs,
 --milestones, --weight-decay, --momentum, --lr, --seed, --dataset cifar100, --model preactresnet18 (or
@@ -121,7 +131,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="soft anti-class targets for OCCE (instance α 0.1 / class α 0.5)")
     what.add_argument("--soft-target-alpha", dest="soft_target_alpha", type=float, default=S)
     what.add_argument("--set", dest="settings", action="append", default=S, metavar="KEY=VALUE",
-                      help="set any config field (YAML value), e.g. --set head_kwargs='{latent_dim: 32}'")
+                      help="set any config field (YAML value; repeatable, applied in order), e.g. --set "
+                           "head_kwargs='{latent_dim: 32}'. A mapping MERGES into the one the preset/recipe set "
+                           "(head_kwargs, loss_kwargs per term, model_kwargs); KEY=null empties it first, so "
+                           "--set head_kwargs=null --set head_kwargs='{dim: 3}' replaces it")
 
     data = p.add_argument_group("data")
     data.add_argument("--data-dir", "--data_dir", dest="data_dir", default=S, help="folder with the data files")
@@ -175,6 +188,82 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                      help="print the resolved config as YAML and exit")
 
 
+#: Help of the train flags whose add_argument gives none (filled in by :func:`_finish_train_help`).
+_HELP: dict[str, str] = {
+    "activation": "backbone activation",
+    "soft_target_alpha": "α of the soft anti-class targets (default: 0.1 instance, 0.5 class)",
+    "osr_split_seed": "seed of the known/unknown class split (default: the run's --seed)",
+    "class_balanced": "class-balanced batches (classes_per_batch × samples_per_class; NTCE/NONL)",
+    "val_fraction": "fraction of the training split held out as a validation set (0 = none)",
+    "augment": "random crop + flip on the device",
+    "mixup_alpha": "mixup Beta(α, α) (0 = off)",
+    "epochs": "training epochs",
+    "batch_size": "training batch size (per device)",
+    "eval_batch_size": "evaluation batch size",
+    "optimizer": "optimizer",
+    "lr": "base learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum (SGD)",
+    "weight_decay": "weight decay (all parameters)",
+    "schedule": "learning-rate schedule",
+    "warmup_epochs": "linear learning-rate warm-up, in epochs (fractions allowed)",
+    "seed": "random seed (data order, augmentation, initialisation)",
+    "deterministic": "deterministic kernels (slower; bit-reproducible runs)",
+    "num_nodes": "nodes of a multi-node run",
+    "val_every": "evaluate (test accuracy, NC) every N epochs",
+    "progress": "progress output: the rich bar on a terminal, one line per epoch otherwise",
+    "plots": "write plots/ at the end of the run",
+    "tensorboard": "write tensorboard/ logs",
+}
+#: Defaults of train flags that are not TrainConfig fields.
+_OTHER_DEFAULTS = {"gamma": "the loss spec's weight, 1", "w_ce": "the loss spec's weight, 1",
+                   "w_occe": "the loss spec's weight, 1", "resume": "off: a new run", "settings": "none",
+                   "print_config": "off"}
+#: Metavars of train flags whose dest would make a poor one.
+_METAVARS = {"val_every": "N", "epochs": "N", "batch_size": "N", "eval_batch_size": "N", "nc_every": "K",
+             "num_nodes": "N", "seed": "N", "osr_known": "K", "osr_split_seed": "N", "train_subset": "N",
+             "devices": "N|auto", "soft_target_alpha": "ALPHA", "mixup_alpha": "ALPHA", "val_fraction": "FRACTION",
+             "warmup_epochs": "EPOCHS", "lr_decay": "FACTOR", "long_tail_ratio": "RHO", "milestones": "EPOCH",
+             "weight_decay": "WD", "momentum": "MOMENTUM", "lr": "LR", "data_dir": "DIR", "out": "RUN_DIR"}
+
+
+def _default_text(value: Any, action: argparse.Action) -> str:
+    if isinstance(action, argparse.BooleanOptionalAction) or isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _finish_train_help(p: argparse.ArgumentParser) -> None:
+    """Every train flag gets a help line ending in its default (the quick-start run's, which --recipe and
+    --objective change) and a readable metavar. The flags' own argparse defaults stay SUPPRESS, so that
+    explicit flags can be told apart from defaults."""
+    from .config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    for action in p._actions:
+        dest = action.dest
+        if dest in ("help", argparse.SUPPRESS):
+            continue
+        if not action.help:
+            action.help = _HELP.get(dest, dest.replace("_", " "))
+        if action.metavar is None and dest in _METAVARS and action.nargs != 0:
+            action.metavar = _METAVARS[dest]
+        field_name = _FIELD_FLAGS.get(dest, dest)
+        if "(default" in action.help:
+            continue
+        if field_name in defaults:
+            text = _default_text(defaults[field_name], action)
+        elif dest in _OTHER_DEFAULTS:
+            text = _OTHER_DEFAULTS[dest]
+        else:
+            continue
+        action.help += f" (default: {text.replace('%', '%%')})"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``evaluate`` and ``recipes`` to the ``neuralcollapse`` parser."""
     train = subparsers.add_parser(
@@ -184,20 +273,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_train_arguments(train)
+    _finish_train_help(train)
     train.set_defaults(func=_run_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="OOD detection and open-set metrics of a trained checkpoint")
-    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint (or run folder) of `neuralcollapse train`")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="OOD detection and open-set metrics of a trained checkpoint",
+        description="Evaluate a checkpoint of `neuralcollapse train`: closed-set accuracy, post-hoc OOD detection "
+        "(detectors fitted on the training split's features, scored on the ID test split and each OOD set; AUROC "
+        "and FPR95) and, for a run trained with --osr-known, open-set metrics (error, OSCR, AUROC). Writes "
+        "evaluation.json into the run folder and prints the tables; each phase is reported as it starts. Lists "
+        "(--ood, --detectors) take space- or comma-separated names.",
+    )
+    evaluate.add_argument("--checkpoint", required=True, metavar="RUN_DIR|CKPT",
+                          help="a checkpoint (or run folder) of `neuralcollapse train`")
     evaluate.add_argument("--ood", nargs="+", default=[], metavar="DATASET",
-                          help="OOD test sets: data-set names or 'gaussian'/'uniform' (synthetic)")
+                          help="OOD test sets: data-set names or 'gaussian'/'uniform' (synthetic) (default: none)")
     evaluate.add_argument("--osr", action="store_true", help="open-set metrics (run trained with --osr-known)")
     evaluate.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
-                          help="OOD detectors (default: msp ebo maxlogit knn vim rmds mahalanobis …)")
-    evaluate.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
-    evaluate.add_argument("--download", action="store_true")
-    evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512)
+                          help="OOD detectors (default: the OCCE paper's ten: " + " ".join(DEFAULT_DETECTORS) + ")")
+    evaluate.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, metavar="DIR",
+                          help="folder with the data files (default: the run's)")
+    evaluate.add_argument("--download", action="store_true", help="download missing data (checksummed)")
+    evaluate.add_argument("--batch-size", dest="batch_size", type=int, default=512, metavar="N",
+                          help="forward batch size (default: %(default)s)")
     evaluate.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when available)")
-    evaluate.add_argument("--out", default=None, help="write evaluation.json here (default: the run folder)")
+    evaluate.add_argument("--out", default=None, metavar="DIR",
+                          help="write evaluation.json here (default: the run folder)")
     evaluate.set_defaults(func=_run_evaluate)
 
     recipes = subparsers.add_parser("recipes", help="list the paper recipes")
@@ -251,7 +352,7 @@ def _apply_weights(config: Any, args: dict[str, Any]) -> Any:
 def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[Any, bool]:
     """Resolve the ``train`` flags into ``(TrainConfig, resume)``: defaults ← recipe ← objective preset ←
     flags ← ``--set``; with ``--resume`` the run's saved config ← the flags that may change on resume."""
-    from .config import TrainConfig, merge_settings, validate_config
+    from .config import TrainConfig, apply_settings, merge_settings, validate_config
     from .presets import expand_objective
     from .recipes import recipe_settings
 
@@ -262,7 +363,7 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
     flags = {field: args[dest] for dest, field in _FIELD_FLAGS.items() if dest in args}
     if "gamma_schedule" in args:
         flags["gamma_schedule"] = None if str(args["gamma_schedule"]).lower() == "none" else args["gamma_schedule"]
-    settings = dict(parse_setting(s) for s in args.get("settings", []))
+    settings = [parse_setting(s) for s in args.get("settings", [])]
 
     resume = args.get("resume")
     if resume:
@@ -277,7 +378,7 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
             if key in args:
                 raise ValueError(f"--{key} cannot be changed when resuming; start a new run with --out instead")
         flags.pop("out", None)
-        config = resume_config(run_dir, {**flags, **settings})
+        config = resume_config(run_dir, {**flags, **dict(settings)})
         return validate_config(config), True
 
     config = TrainConfig()
@@ -291,9 +392,34 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
             config = config.replace(objective=None)
     config = _apply_weights(config, args)
     if settings:
-        config = merge_settings(config, settings, source="--set")
+        config = apply_settings(config, settings, source="--set")
+    if "objective" in args:
+        _check_objective_loss(args["objective"], config, flags.get("loss"), dict(settings).get("loss"))
     config = _drop_stale_kwargs(config)
     return validate_config(config), False
+
+
+def _check_objective_loss(objective: str, config: Any, flag_loss: str | None, set_loss: str | None) -> None:
+    """Refuse ``--objective P --loss L`` (or ``--set loss=L``) when L has other terms than the preset's loss:
+    the run would train L while config.yaml and the run name say P. Changing a term's weight is allowed (as
+    --gamma/--w_ce/--w_occe do)."""
+    from ..losses import parse_objective
+    from .presets import OBJECTIVES
+
+    key = str(objective).strip().lower()
+    given = set_loss if set_loss is not None else flag_loss
+    if key not in OBJECTIVES or given is None:
+        return
+    preset = OBJECTIVES[key].settings
+    if {n for n, _ in parse_objective(config.loss)} == {n for n, _ in parse_objective(preset["loss"])}:
+        return
+    where = "--set loss=" if set_loss is not None else "--loss "
+    raise ValueError(
+        f"--objective {key} sets the loss {preset['loss']!r} (head {preset['head']!r}); {where}{given!r} would "
+        f"replace it while config.yaml and the run name still say {key}. Give one: --objective {key} alone, or "
+        f"--loss {given} --head {preset['head']} without --objective (a loss spec combines terms, e.g. "
+        f"'{preset['loss']}+0.5*ce'); a term's weight can change with --gamma/--w_ce/--w_occe"
+    )
 
 
 def _drop_stale_kwargs(config: Any) -> Any:
@@ -324,13 +450,38 @@ def _run_train(args: argparse.Namespace) -> int:
         return 0
     from .runner import fit
 
+    # DownloadError (offline --download) is a DatasetNotFoundError, a FileNotFoundError: one line, exit code 2.
     try:
-        result = fit(config, resume=resume)
+        with _one_line_warnings("train"):
+            result = fit(config, resume=resume)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         return _error("train", err)
     if _is_rank_zero():
         print_run_summary(result)
     return 0
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Print the run's own setting warnings (:class:`~.runner.RunSettingWarning`) as one line each."""
+    import warnings
+
+    from .runner import RunSettingWarning
+
+    original = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, RunSettingWarning):
+            print(f"neuralcollapse {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
 
 
 def _is_rank_zero() -> bool:
@@ -401,14 +552,41 @@ def print_run_summary(result: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
+def split_list(values: Sequence[str] | str | None) -> list[str] | None:
+    """Names given space- and/or comma-separated (``a b``, ``a,b``, ``a, b``) → a flat list; None stays None.
+
+    Example:
+        >>> split_list(["msp,vim", "knn"])
+        ['msp', 'vim', 'knn']
+    """
+    if values is None:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
+
+
+def _check_device(device: str | None) -> None:
+    if device is None or not str(device).lower().startswith(("cuda", "gpu")):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device} needs a CUDA GPU, and none is available here (torch "
+                         f"{torch.__version__}); use --device cpu, or leave --device out")
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         from .evaluation import evaluate_checkpoint, print_evaluation
+        from .progress import phase_reporter
 
-        report = evaluate_checkpoint(
-            args.checkpoint, ood=args.ood, osr=args.osr, detectors=args.detectors, data_dir=args.data_dir,
-            download=args.download, batch_size=args.batch_size, device=args.device, out=args.out,
-        )
+        _check_device(args.device)
+        with phase_reporter("evaluate") as log:
+            report = evaluate_checkpoint(
+                args.checkpoint, ood=split_list(args.ood), osr=args.osr, detectors=split_list(args.detectors),
+                data_dir=args.data_dir, download=args.download, batch_size=args.batch_size, device=args.device,
+                out=args.out, log=log,
+            )
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("evaluate", err)
     print_evaluation(report)

@@ -28,6 +28,7 @@ __all__ = [
     "SOFT_TARGET_ALPHA",
     "SOFT_TARGET_MODES",
     "TrainConfig",
+    "apply_settings",
     "build_gamma_schedule",
     "build_margin_schedule",
     "config_diff",
@@ -221,15 +222,39 @@ class TrainConfig:
         return SOFT_TARGET_ALPHA.get(self.soft_targets, 0.0)
 
     def run_name(self) -> str:
-        """Default run-folder name: ``<recipe[-variant]>-s<seed>``, else ``<dataset>-<model>-<objective>-s<seed>``."""
+        """Default run-folder name: ``<recipe[-variant]>[-<head>]-s<seed>``, else
+        ``<dataset>-<model>[-<head>]-<objective or loss>-s<seed>``. The head appears when it is not the one the
+        objective preset (or recipe) implies — a loss spec implies ``linear`` — e.g. ``digits-mlp-dl2pa-s0``
+        but ``digits-mlp-etf-dl2pa-s0`` and ``digits-mlp-prototypes-ce+occe-s0``.
+
+        Example:
+            >>> TrainConfig(head="prototypes").run_name()
+            'digits-mlp-prototypes-ce+occe-s0'
+        """
         if self.name:
             return self.name
+        head = "" if str(self.head).lower() == self._implied_head().lower() else f"-{self.head}"
         if self.recipe:
-            stem = self.recipe.replace(":", "-")
+            stem = self.recipe.replace(":", "-") + head
         else:
-            stem = f"{self.dataset}-{self.model}-{self.objective or self.loss}"
+            stem = f"{self.dataset}-{self.model}{head}-{self.objective or self.loss}"
         safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in stem.replace("*", "x"))
         return f"{safe}-s{self.seed}"
+
+    def _implied_head(self) -> str:
+        """The head the objective preset, else the recipe, else a plain loss spec (linear) implies."""
+        from .presets import OBJECTIVES
+
+        if self.objective and str(self.objective).lower() in OBJECTIVES:
+            return str(OBJECTIVES[str(self.objective).lower()].settings.get("head", "linear"))
+        if self.recipe:
+            from .recipes import recipe_settings
+
+            try:
+                return str(recipe_settings(self.recipe).get("head", "linear"))
+            except (ValueError, OSError):  # a recipe that is no longer on disk: keep the name short
+                return str(self.head)
+        return "linear"
 
 
 def _copy(value: Any) -> Any:
@@ -260,6 +285,50 @@ def merge_settings(config: TrainConfig, changes: Mapping[str, Any], *, source: s
     check_keys(changes, source=source)
     data = config.to_dict()
     data.update({k: _copy(v) for k, v in changes.items()})
+    return TrainConfig(**data)
+
+
+def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = {str(k): _copy(v) for k, v in base.items()}
+    for key, value in changes.items():
+        key = str(key)
+        if isinstance(out.get(key), Mapping) and isinstance(value, Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = _copy(value)
+    return out
+
+
+def apply_settings(
+    config: TrainConfig, settings: Mapping[str, Any] | Iterable[tuple[str, Any]], *, source: str = "--set"
+) -> TrainConfig:
+    """``config`` with ``KEY=VALUE`` settings applied in order, as ``--set`` applies them.
+
+    Mapping values **merge** into a mapping the config already holds (recursively: ``loss_kwargs`` per term),
+    so ``--set 'head_kwargs={dim: 3}'`` after ``--objective hpn`` keeps the preset's ``method: hpn``. A
+    ``null`` value empties a mapping field (``head_kwargs``, ``model_kwargs``, ``loss_kwargs``); to replace a
+    mapping, empty it first: ``--set head_kwargs=null --set 'head_kwargs={dim: 3}'``. Other values replace.
+
+    Example:
+        >>> cfg = TrainConfig(head="prototypes", head_kwargs={"method": "hpn"})
+        >>> apply_settings(cfg, [("head_kwargs", {"dim": 3})]).head_kwargs
+        {'method': 'hpn', 'dim': 3}
+        >>> apply_settings(cfg, [("head_kwargs", None), ("head_kwargs", {"dim": 3})]).head_kwargs
+        {'dim': 3}
+    """
+    items = list(settings.items() if isinstance(settings, Mapping) else settings)
+    check_keys(dict(items), source=source)
+    defaults = {f.name: f for f in fields(TrainConfig)}
+    data = config.to_dict()
+    for key, value in items:
+        default = defaults[key].default_factory() if defaults[key].default_factory is not dataclasses.MISSING else (
+            defaults[key].default)
+        if value is None and isinstance(default, Mapping):
+            data[key] = {}
+        elif isinstance(data[key], Mapping) and isinstance(value, Mapping):
+            data[key] = _deep_merge(data[key], value)
+        else:
+            data[key] = _copy(value)
     return TrainConfig(**data)
 
 
@@ -567,16 +636,12 @@ def build_margin_schedule(spec: str | Mapping[str, Any], term: str = "arcface") 
 
 
 def term_needs(term: str) -> tuple[str, ...]:
-    """The ``HeadOutput`` fields a loss term needs: its ``LossTerm.needs``, plus ``cosines`` for a term that
-    reads ``prototypes`` — such losses (NTCE, NONL, NormFace, ArcFace, CosFace, DL2PA alignment,
-    dot-regression) shape unit class prototypes, so the head's logits must be the cosines against them (a
-    linear head's raw W rows would train one geometry and predict with another)."""
+    """The ``HeadOutput`` fields a loss term needs: its ``LossTerm.needs`` — the library's one rule (a term
+    that shapes unit class prototypes also needs ``cosines``, see :class:`~neuralcollapse.losses.LossTerm`), so
+    ``Objective`` on a head's output and ``train``'s config check agree."""
     from ..losses import TERMS
 
-    needs = tuple(getattr(TERMS.get(term), "needs", ("logits",)))
-    if "prototypes" in needs and "cosines" not in needs:
-        needs = (*needs, "cosines")
-    return needs
+    return tuple(getattr(TERMS.get(term), "needs", ("logits",)))
 
 
 def check_head_provides(head: str, terms: Iterable[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,6 @@ __all__ = [
 
 #: The ten detectors of the OCCE paper's OOD study (OpenOOD v1.5 defaults; docs/methods.md §10).
 DEFAULT_DETECTORS = ("msp", "odin", "rmds", "ebo", "vim", "knn", "dice", "she", "relation", "scale")
-#: ViM's principal-space dimension when the features are too narrow for its default (256): D/2.
-VIM_NARROW_FRACTION = 0.5
 
 
 class Representations(dict):
@@ -126,19 +124,19 @@ def inapplicable_detectors(names: Sequence[str], features: Tensor, head: str | N
 
 
 def _detector_scores(names: Sequence[str], module: Any, train: Representations, std: Sequence[float],
-                     splits: dict[str, tuple[Representations, Tensor]]) -> tuple[dict[str, dict[str, Tensor]],
-                                                                                  dict[str, str]]:
+                     splits: dict[str, tuple[Representations, Tensor]],
+                     log: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Tensor]],
+                                                                         dict[str, str]]:
     from .. import ood
 
     weight, bias = module.classifier_matrix()
-    d = train["features"].shape[1]
     scores: dict[str, dict[str, Tensor]] = {}
     skipped: dict[str, str] = {}
-    for name in names:
+    for i, name in enumerate(names, start=1):
+        if log is not None:
+            log(f"OOD detector {i}/{len(names)}: {name} (fit on the train split, score every set)")
         key = ood.DETECTORS.resolve(name) if hasattr(ood, "DETECTORS") else name
         kwargs: dict[str, Any] = {}
-        if key == "vim" and d <= 256:
-            kwargs["dim"] = max(1, int(d * VIM_NARROW_FRACTION))
         if key == "odin":
             kwargs["std"] = tuple(std)
         try:
@@ -170,6 +168,7 @@ def evaluate_checkpoint(
     batch_size: int = 512,
     device: str | None = None,
     out: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a training checkpoint; returns (and writes as ``evaluation.json``) a report dict.
 
@@ -186,6 +185,8 @@ def evaluate_checkpoint(
             open-set metrics (the run's known-class count must be the protocol's).
         batch_size: forward batch size; device: "cpu", "cuda" … (default: CUDA when available).
         out: folder for ``evaluation.json`` (default: the run folder).
+        log: called with a short text at each phase (loading, feature extraction per split, each detector);
+            ``neuralcollapse evaluate`` prints them (:func:`~neuralcollapse.training.progress.phase_reporter`).
 
     Detectors that fail on this head are left out and listed under ``ood_skipped`` (name → error); detectors
     whose ``assumptions`` the ID training features violate (e.g. DICE on signed features) are evaluated but
@@ -201,6 +202,8 @@ def evaluate_checkpoint(
     from .datamodule import load_data
 
     path = _resolve_checkpoint(checkpoint)
+    say = log if log is not None else (lambda text: None)
+    say(f"loading {path}")
     module, config, epoch = load_module(path, device)
     if osr and config.osr_known is None:
         raise ValueError("--osr needs a run trained on known classes (--osr-known K); this run used all classes")
@@ -231,7 +234,9 @@ def evaluate_checkpoint(
         ood_pkg.create(name)  # unknown names raise here, listing the valid ones
     data_config = config.replace(data_dir=data_dir or config.data_dir, download=download, verify_data=verify)
     splits, _ = load_data(data_config)
+    say(f"extracting features: train split ({len(splits.train_x)} images)")
     train = extract(module, splits.train_x, splits.train_y, batch_size=batch_size)
+    say(f"extracting features: test split ({len(splits.test_x)} images)")
     test = extract(module, splits.test_x, splits.test_y, batch_size=batch_size)
     pred = test["logits"].argmax(dim=1)
     report: dict[str, Any] = {
@@ -258,6 +263,7 @@ def evaluate_checkpoint(
             warnings.warn(f"OOD set {name!r} skipped (not available): {err}", stacklevel=2)
             report.setdefault("ood_unavailable", {})[name] = str(err)
             continue
+        say(f"extracting features: OOD set {pair.ood_name} ({len(pair.ood_x)} images)")
         evaluated[f"ood:{pair.ood_name}"] = (extract(module, pair.ood_x, batch_size=batch_size), pair.ood_x)
     if osr:
         from .. import data as ncdata
@@ -265,6 +271,7 @@ def evaluate_checkpoint(
         full = ncdata.create(config.dataset, root=data_config.data_dir, download=download, verify=verify)
         split_seed = config.seed if config.osr_split_seed is None else config.osr_split_seed
         osr_data = open_set_split(full, num_known=config.osr_known, seed=split_seed)
+        say(f"extracting features: unknown classes ({len(osr_data.unknown_x)} images)")
         evaluated["unknown"] = (extract(module, osr_data.unknown_x, batch_size=batch_size), osr_data.unknown_x)
         report["open_set"] = _open_set_report(test, evaluated["unknown"][0], osr_data.known_classes)
         report["open_set"]["known_names"] = [full.class_names[c] for c in osr_data.known_classes]
@@ -275,7 +282,7 @@ def evaluate_checkpoint(
             # evaluate reports inapplicable detectors itself (ood_inapplicable, a warning line each), so the
             # activation-shaping detectors' own "assumes non-negative features" warning is not repeated
             warnings.filterwarnings("ignore", message=r"detector '.*' assumes non-negative", category=UserWarning)
-            scores, skipped = _detector_scores(names, module, train, module.info.std, evaluated)
+            scores, skipped = _detector_scores(names, module, train, module.info.std, evaluated, log=say)
         table: dict[str, dict[str, dict[str, float]]] = {}
         for det_name, per_split in scores.items():
             table[det_name] = {}

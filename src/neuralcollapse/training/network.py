@@ -78,10 +78,16 @@ def build_network(config: TrainConfig, info: DataInfo) -> nn.Module:
     if _head_name(config.head) == "etf":
         width = int(head_kwargs.get("dim", dim) or dim)
         if width < k - 1:
+            if head_kwargs.get("dim"):
+                # the head projects the backbone's features to its own size `dim`: that size is too small
+                where = (f"the head's size is {width} (head_kwargs dim = {width}; the backbone {config.model!r} "
+                         f"gives d = {dim}). Use head_kwargs dim >= {k - 1}, drop it (the ETF then has the "
+                         "backbone's width), or")
+            else:
+                where = f"the backbone {config.model!r} gives d = {width}. Use a wider backbone, or"
             raise ValueError(
-                f"a fixed simplex ETF needs feature dimension d >= K - 1 = {k - 1}; the backbone {config.model!r} "
-                f"gives d = {width}. Use --head prototypes (DL2PA / HPN hyperspherical prototypes work for any d) "
-                "or a wider backbone"
+                f"a fixed simplex ETF needs feature dimension d >= K - 1 = {k - 1}; {where} --head prototypes "
+                "(DL2PA / HPN hyperspherical prototypes work for any d)"
             )
     try:
         head = heads.create(config.head, in_features=dim, num_classes=k, **head_kwargs)

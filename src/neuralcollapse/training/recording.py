@@ -246,19 +246,8 @@ class PlotWriter(Callback):
 
 
 def progress_bar() -> Callback:
-    """Lightning's rich progress bar when ``rich`` imports, else its default TQDM bar."""
-    try:
-        import rich  # noqa: F401
-        from lightning.pytorch.callbacks import RichProgressBar
+    """The run's progress callback (:func:`neuralcollapse.training.progress.progress_bar`): the rich bar on a
+    terminal, one line per epoch when stdout is not one (a log file, ``nohup``, SLURM)."""
+    from .progress import progress_bar as choose
 
-        class _Bar(RichProgressBar):
-            def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-                metrics = super().get_metrics(trainer, pl_module)
-                metrics.pop("v_num", None)  # the TensorBoard version string, not a metric
-                return metrics
-
-        return _Bar(leave=False)
-    except ImportError:  # pragma: no cover - rich is a declared dependency of the train extra
-        from lightning.pytorch.callbacks import TQDMProgressBar
-
-        return TQDMProgressBar()
+    return choose()

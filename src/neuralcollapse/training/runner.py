@@ -18,7 +18,17 @@ from typing import Any
 
 from .config import RESUMABLE_CHANGES, TrainConfig, config_diff, save_config, validate_config
 
-__all__ = ["RUN_DIR_ENV", "RunResult", "build_callbacks", "build_trainer", "fit", "resolve_run_dir", "resume_config"]
+__all__ = [
+    "RUN_DIR_ENV",
+    "RunResult",
+    "RunSettingWarning",
+    "build_callbacks",
+    "build_trainer",
+    "check_hardware",
+    "fit",
+    "resolve_run_dir",
+    "resume_config",
+]
 
 #: Environment variable carrying the run folder to DDP worker processes launched by Lightning.
 RUN_DIR_ENV = "NEURALCOLLAPSE_RUN_DIR"
@@ -85,7 +95,8 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None =
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
-    saved = TrainConfig.from_dict(load_checkpoint(ckpt)["hyper_parameters"]["config"], source=str(ckpt))
+    checkpoint = load_checkpoint(ckpt)
+    saved = TrainConfig.from_dict(checkpoint["hyper_parameters"]["config"], source=str(ckpt))
     config = saved.replace(**(overrides or {}), out=str(run_dir))
     changed = sorted(k for k in config_diff(saved, config) if k not in RESUMABLE_CHANGES)
     if changed:
@@ -93,7 +104,63 @@ def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None =
             f"cannot change {', '.join(changed)} when resuming {str(run_dir)!r} (only "
             f"{', '.join(RESUMABLE_CHANGES)} may change); start a new run with --out instead"
         )
+    done = int(checkpoint.get("epoch", -1)) + 1  # the end-of-epoch checkpoint holds the 0-indexed epoch
+    if config.epochs <= done:
+        asked = f"--epochs {config.epochs}" if "epochs" in (overrides or {}) else f"its own {config.epochs} epochs"
+        raise ValueError(
+            f"nothing to train: {str(run_dir)!r} has already finished epoch {done} (of {saved.epochs}), so resuming "
+            f"with {asked} runs no epoch; pass --epochs N with N > {done} to train further"
+        )
     return config
+
+
+class RunSettingWarning(UserWarning):
+    """A setting that runs but probably not as intended (e.g. more CPU processes than cores)."""
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def check_hardware(config: TrainConfig) -> None:
+    """Refuse an accelerator this machine does not have, and warn when ``devices`` asks for more CPU processes
+    than there are cores.
+
+    ``accelerator`` "gpu"/"cuda" without a usable CUDA device (or "mps" without MPS) raises ``ValueError``
+    with one line saying what is missing and what to pass instead. On the CPU, ``devices`` N starts N DDP
+    processes; with N above the number of cores available to this process they share cores and the run is
+    slower than with fewer: that is allowed (it exercises DDP on a laptop) but warned about
+    (:class:`RunSettingWarning`), and ``config.yaml`` records what ran.
+    """
+    import torch
+
+    accel = str(config.accelerator).lower()
+    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
+        build = getattr(torch.version, "cuda", None)
+        why = "this PyTorch build has no CUDA support" if build is None else "no CUDA device is visible"
+        raise ValueError(
+            f"--accelerator {config.accelerator} needs a CUDA GPU, but {why} (torch {torch.__version__}); use "
+            "--accelerator cpu, or auto (the GPU when there is one)"
+        )
+    mps = getattr(torch.backends, "mps", None)
+    if accel == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"--accelerator {config.accelerator} needs Apple's MPS, which this machine lacks; use "
+                         "--accelerator cpu, or auto")
+    on_cpu = accel == "cpu" or (accel == "auto" and not torch.cuda.is_available()
+                                and not (mps is not None and mps.is_available()))
+    devices = config.devices
+    if on_cpu and isinstance(devices, int) and not isinstance(devices, bool):
+        cores = _cpu_cores()
+        if devices > cores:
+            warnings.warn(
+                f"--devices {devices} starts {devices} CPU processes (DDP) on {cores} core(s): they share the cores "
+                f"and the run is slower than with --devices {cores} or 1",
+                RunSettingWarning,
+                stacklevel=2,
+            )
 
 
 #: Lightning messages that say nothing about this run (we log epoch-level values only; GPU/TPU banners).
@@ -257,6 +324,7 @@ def fit(
     from .recording import read_metrics
 
     validate_config(config)
+    check_hardware(config)
     run_dir = resolve_run_dir(config, resume=resume)
     ckpt_path = None
     if resume:
@@ -269,9 +337,14 @@ def fit(
     datamodule = CollapseDataModule(config)
     info = datamodule.load()
     module = CollapseModule(config, info)
-    with quiet_lightning():
-        trainer = build_trainer(config, run_dir, build_callbacks(config, run_dir, callbacks),
-                                **(trainer_kwargs or {}))
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        with quiet_lightning():
+            trainer = build_trainer(config, run_dir, build_callbacks(config, run_dir, callbacks),
+                                    **(trainer_kwargs or {}))
+    except MisconfigurationException as err:  # e.g. an unknown strategy or accelerator name: a settings error
+        raise ValueError(f"accelerator/devices/strategy/precision settings: {err}") from None
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
