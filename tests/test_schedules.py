@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from neuralcollapse.losses import ArcFaceLoss
-from neuralcollapse.schedules import GAMMA_PRESETS, GammaSchedule, MarginSchedule, MarginValues
+from neuralcollapse.schedules import (
+    GAMMA_PRESETS,
+    PAPER_STEPS_PER_EPOCH,
+    GammaSchedule,
+    MarginSchedule,
+    MarginValues,
+    auto_period,
+)
 
 # --------------------------------------------------------------------------------------------------------
 # lpc-paper (geometric): γ_e = min(0.01·1.05^{e−1}, 1e6)
@@ -213,3 +220,101 @@ def test_margin_schedule_apply_state_and_errors():
     # A schedule value the loss rejects (degrees) surfaces the loss's error.
     with pytest.raises(ValueError, match="degrees"):
         MarginSchedule(margin_start=20.0, margin_end=30.0).apply(ArcFaceLoss(), 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step pacing (unit="step"): γ after s optimizer steps = γ_{⌊s/period⌋ + 1}
+
+
+def test_step_paced_values_at_given_steps():
+    paced = GammaSchedule.from_preset("lpc-paper", unit="step", period=391)
+    by_hand = {0: 0.01, 1: 0.01, 390: 0.01, 391: 0.01 * 1.05, 781: 0.01 * 1.05, 782: 0.01 * 1.05 * 1.05}
+    for step, gamma in by_hand.items():
+        assert paced.at_step(step) == pytest.approx(gamma, rel=1e-12), step
+    epoch_paced = GammaSchedule.from_preset("lpc-paper")
+    for s in (0, 5000, 147_797, 147_798, 10**7):
+        assert paced.at_step(s) == epoch_paced(s // 391 + 1)
+    assert paced.at_step(10**7) == 1e6
+    assert paced.value(epoch=1, step=391) == pytest.approx(0.0105)  # the step decides, not the epoch
+    assert epoch_paced.value(epoch=2, step=0) == pytest.approx(0.0105)
+
+
+def test_step_paced_two_phase_matches_its_epoch_form():
+    base = GammaSchedule.from_preset("lpc-2025")
+    paced = GammaSchedule.from_preset("lpc-2025", unit="step", period=7)
+    for s in range(0, 7 * 300, 13):
+        assert paced.at_step(s) == base(s // 7 + 1)
+
+
+def test_final_epoch_per_kind():
+    # 0.01·1.05^(E−1) ≥ 1e6 first at E − 1 = ⌈log(1e8)/log(1.05)⌉ = 378
+    assert GammaSchedule.from_preset("lpc-paper").final_epoch() == 379
+    assert GammaSchedule("constant", gamma0=3.0).final_epoch() == 1
+    assert GammaSchedule("linear", gamma0=0.0, gamma_max=1.0, ramp_epochs=10, start_epoch=3).final_epoch() == 13
+    sched = GammaSchedule.from_preset("lpc-2025")
+    end = sched.final_epoch()
+    assert sched(end) == 1e6 and sched(end - 1) < 1e6
+
+
+def test_auto_period_fits_the_run_and_caps_at_the_paper_pace():
+    sched = GammaSchedule.from_preset("lpc-paper")
+    assert auto_period(sched, 10**7) == PAPER_STEPS_PER_EPOCH == 391
+    period = auto_period(sched, 40_000)
+    assert period == int(0.75 * 40_000 // 378) == 79
+    paced = sched.with_period(period)
+    assert paced.at_step(int(0.75 * 40_000)) == 1e6  # the final γ within the first 75 % of the run
+    assert auto_period(sched, 100) == 1  # never below one step
+    assert auto_period(GammaSchedule("constant"), 500) == 391
+    assert auto_period(sched, 40_000, reach_fraction=0.5) == int(0.5 * 40_000 // 378)
+
+
+def test_pacing_state_dict_round_trip_and_equality():
+    paced = GammaSchedule.from_preset("lpc-paper", unit="step", period=50)
+    restored = GammaSchedule()
+    restored.load_state_dict(paced.state_dict())
+    assert restored == paced and restored.unit == "step" and restored.period == 50
+    assert restored.at_step(12_345) == paced.at_step(12_345)
+    assert paced != GammaSchedule.from_preset("lpc-paper")  # the pacing is part of the configuration
+    legacy = {k: v for k, v in GammaSchedule.from_preset("lpc-paper").state_dict().items() if k != "unit"}
+    old = GammaSchedule()
+    old.load_state_dict(legacy)  # checkpoints written before step pacing existed
+    assert old.unit == "epoch" and old(3) == pytest.approx(0.011025)
+    assert "unit='step', period=50" in repr(paced)
+
+
+def test_describe_names_the_pacing_and_whether_the_run_reaches_the_final_gamma():
+    text = GammaSchedule.from_preset("lpc-paper").describe(epochs=25)
+    assert "per epoch" in text and "from epoch 379" in text and "not reached in 25 epochs" in text
+    paced = GammaSchedule.from_preset("lpc-paper", unit="step", period=10)
+    text = paced.describe(steps_per_epoch=22, epochs=200)
+    assert "per 10 optimizer steps" in text and "from step 3780" in text and "(epoch 172)" in text
+    assert "not reached" not in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"unit": "steps"}, ValueError, r"`unit` must be one of"),
+        ({"unit": "step"}, ValueError, r"`period` .* is required with unit='step'"),
+        ({"unit": "step", "period": 0}, ValueError, r"`period` must be >= 1"),
+        ({"unit": "step", "period": 2.5}, TypeError, r"`period` must be an int"),
+        ({"period": 10}, ValueError, r"`period` applies only to unit='step'"),
+    ],
+)
+def test_pacing_arguments_are_validated(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        GammaSchedule(**kwargs)
+
+
+def test_at_step_checks_its_argument_and_unit():
+    paced = GammaSchedule.from_preset("lpc-paper", unit="step", period=5)
+    with pytest.raises(ValueError, match=r"`step` must be >= 0"):
+        paced.at_step(-1)
+    with pytest.raises(TypeError, match=r"`step` must be an int"):
+        paced.at_step(1.0)
+    with pytest.raises(ValueError, match=r"needs unit='step'"):
+        GammaSchedule.from_preset("lpc-paper").at_step(3)
+    with pytest.raises(ValueError, match=r"`reach_fraction` must lie in"):
+        auto_period(GammaSchedule(), 100, reach_fraction=1.5)
+    with pytest.raises(TypeError, match=r"`schedule` must be a GammaSchedule"):
+        auto_period(lambda e: 1.0, 100)

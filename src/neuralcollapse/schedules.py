@@ -1,9 +1,16 @@
-"""Per-epoch hyperparameter schedules: the LPC penalty weight γ and the margin ramps of ArcFace/CosFace.
+"""Hyperparameter schedules: the LPC penalty weight γ and the margin ramps of ArcFace/CosFace.
 
-Every schedule is a **pure function of the 1-indexed epoch**, evaluated before that epoch's training: it keeps
-no counters, so resuming from a checkpoint at any epoch gives exactly the values of an uninterrupted run (the
-reference LPC code keeps γ as running state and shifts its phase-2 start on resume). ``state_dict`` therefore
-holds only the configuration. No Lightning here: the training callbacks call these objects.
+Every schedule is a **pure function of training progress with a stated unit**: the 1-indexed epoch (evaluated
+before that epoch's training), or — for γ, ``unit="step"`` — the number of optimizer steps already taken. It
+keeps no counters, so resuming from a checkpoint at any epoch or step gives exactly the values of an
+uninterrupted run (the reference LPC code keeps γ as running state and shifts its phase-2 start on resume).
+``state_dict`` therefore holds only the configuration. No Lightning here: the training callbacks call these
+objects.
+
+Why a step unit for γ (docs/methods.md §6.2): LPC only keeps its accuracy while the classifier can out-grow the
+penalty. Under AdamW the classifier's row norm grows about linearly in *optimizer steps*, so the paper's
+"×1.05 per epoch" is really "×1.05 per 391 steps" (CIFAR-10 at batch 128). On a small data set an epoch has
+far fewer steps and the per-epoch schedule outruns the classifier; pacing γ in steps keeps the paper's balance.
 
 Sources: L. Sbailò, L. M. Ghiringhelli, "Latent Point Collapse on a Low Dimensional Embedding in Deep Neural
 Network Classifiers" (arXiv 2310.08224) and its reference code luigisbailo/lpc (γ schedules; ArcFace/CosFace
@@ -24,14 +31,25 @@ from ._validation import check_choice, check_positive
 __all__ = [
     "GAMMA_KINDS",
     "GAMMA_PRESETS",
+    "GAMMA_UNITS",
     "MARGIN_PRESETS",
+    "PAPER_STEPS_PER_EPOCH",
     "GammaSchedule",
     "MarginSchedule",
     "MarginValues",
+    "auto_period",
 ]
 
 #: Kinds of :class:`GammaSchedule`.
 GAMMA_KINDS = ("geometric", "two_phase", "constant", "linear", "cosine")
+
+#: Progress units of :class:`GammaSchedule`: schedule epochs are training epochs, or blocks of ``period``
+#: optimizer steps.
+GAMMA_UNITS = ("epoch", "step")
+
+#: Optimizer steps in one epoch of the paper's setting (CIFAR-10, 50,000 images, batch 128: ⌈50000/128⌉): the
+#: "reference epoch" that a step-paced schedule uses to reproduce the paper's γ-per-step trajectory anywhere.
+PAPER_STEPS_PER_EPOCH = 391
 
 #: Named γ schedules (γ in the code convention of ``losses.lpc_penalty``: mean over batch and dims).
 GAMMA_PRESETS: dict[str, dict[str, Any]] = {
@@ -105,17 +123,25 @@ class GammaSchedule:
 
     γ is in the code convention of :func:`neuralcollapse.losses.lpc_penalty` (γ_paper = γ_code/d).
 
+    **Progress unit.** With ``unit="epoch"`` (default; the paper verbatim) the "e" above is the training epoch
+    and γ changes before each epoch. With ``unit="step"`` it is a *schedule epoch* of ``period`` optimizer steps:
+    after s optimizer steps γ = γ_{⌊s/period⌋ + 1}, and γ changes before the step that starts a new block
+    (:meth:`at_step`). ``period = PAPER_STEPS_PER_EPOCH`` (391) replays the paper's CIFAR-10 trajectory per
+    optimizer step on any data set; :func:`auto_period` fits a schedule into a run that is too short for that.
+
     Args:
         kind: one of :data:`GAMMA_KINDS`; default "geometric".
         gamma0, factor, gamma_max, cap, step, gamma_mid, factor2, step2, ramp_epochs, start_epoch: the kind's
             parameters (above); one not given takes the kind's default (its preset's value); one the kind does
             not read raises. ``ramp_epochs`` is required for "linear" and "cosine".
+        unit: "epoch" (default) or "step" (:data:`GAMMA_UNITS`).
+        period: optimizer steps per schedule epoch; required with ``unit="step"``, not allowed otherwise.
 
     Raises:
-        ValueError: unknown kind or preset, a parameter the kind does not use, out-of-range values
-            (γ0 ≥ 0, factors > 0, γ0 ≤ gamma_mid ≤ γ_max, steps ≥ 1), a missing ``ramp_epochs``; on call, an
-            epoch < 1.
-        TypeError: non-numeric parameters; a non-integer epoch.
+        ValueError: unknown kind, unit or preset, a parameter the kind does not use, out-of-range values
+            (γ0 ≥ 0, factors > 0, γ0 ≤ gamma_mid ≤ γ_max, steps ≥ 1, period ≥ 1), a missing ``ramp_epochs`` or
+            ``period``; on call, an epoch < 1 or a step < 0.
+        TypeError: non-numeric parameters; a non-integer epoch or step.
 
     Example:
         >>> sched = GammaSchedule.from_preset("lpc-paper")
@@ -127,6 +153,9 @@ class GammaSchedule:
         >>> restored.load_state_dict(sched.state_dict())
         >>> restored(300) == sched(300)
         True
+        >>> paced = GammaSchedule.from_preset("lpc-paper", unit="step", period=391)
+        >>> [round(paced.at_step(s), 6) for s in (0, 390, 391, 782)]
+        [0.01, 0.01, 0.0105, 0.011025]
     """
 
     def __init__(
@@ -143,7 +172,10 @@ class GammaSchedule:
         step2: int | None = None,
         ramp_epochs: int | None = None,
         start_epoch: int | None = None,
+        unit: str = "epoch",
+        period: int | None = None,
     ) -> None:
+        self._set_pacing(unit, period)
         given = {
             "gamma0": gamma0,
             "factor": factor,
@@ -157,6 +189,20 @@ class GammaSchedule:
             "start_epoch": start_epoch,
         }
         self._configure(kind, {k: v for k, v in given.items() if v is not None})
+
+    def _set_pacing(self, unit: str, period: Any) -> None:
+        check_choice(unit, "unit", GAMMA_UNITS)
+        if unit == "step":
+            if period is None:
+                raise ValueError(
+                    "`period` (optimizer steps per schedule epoch) is required with unit='step'; "
+                    f"{PAPER_STEPS_PER_EPOCH} replays the paper's CIFAR-10 pacing"
+                )
+            period = _check_epoch(period, "period")
+        elif period is not None:
+            raise ValueError(f"`period` applies only to unit='step'; got period={period!r} with unit={unit!r}")
+        self.unit = unit
+        self.period = period
 
     def _configure(self, kind: str, given: Mapping[str, Any]) -> None:
         check_choice(kind, "kind", GAMMA_KINDS)
@@ -208,7 +254,7 @@ class GammaSchedule:
         return cls(**config)
 
     def __call__(self, epoch: int) -> float:
-        """γ for the 1-indexed ``epoch``."""
+        """γ for the 1-indexed schedule epoch ``epoch`` (the training epoch when ``unit="epoch"``)."""
         e = _check_epoch(epoch)
         p = self.params
         if self.kind == "constant":
@@ -255,15 +301,67 @@ class GammaSchedule:
             if first_plateau is not None and (gamma >= gmax or p["factor2"] == 1.0):
                 return
 
+    def at_step(self, step: int) -> float:
+        """γ after ``step`` optimizer steps (0 before the first), for ``unit="step"``: γ_{⌊step/period⌋ + 1}."""
+        if self.unit != "step":
+            raise ValueError("`at_step` needs unit='step' (this schedule is paced per epoch: call it with the epoch)")
+        s = _check_step(step)
+        return self(s // self.period + 1)
+
+    def value(self, *, epoch: int, step: int) -> float:
+        """γ at the current progress, whichever the unit: the 1-indexed training ``epoch`` for ``unit="epoch"``,
+        the optimizer ``step`` count for ``unit="step"`` (the other argument is ignored)."""
+        return self.at_step(step) if self.unit == "step" else self(epoch)
+
+    def final_epoch(self) -> int:
+        """The first schedule epoch from which γ no longer changes (1 for a constant schedule)."""
+        p = self.params
+        if self.kind == "constant":
+            return 1
+        if self.kind in ("linear", "cosine"):
+            return p["start_epoch"] + p["ramp_epochs"]
+        n = 0
+        for n, _ in enumerate(itertools.islice(self._iterate(), _MAX_SCHEDULE_EPOCHS), start=1):  # noqa: B007
+            pass
+        return n
+
     def values(self, num_epochs: int) -> list[float]:
-        """[γ_1, ..., γ_{num_epochs}] (for plots and logs)."""
+        """[γ_1, ..., γ_{num_epochs}] per schedule epoch (for plots and logs)."""
         n = _check_epoch(num_epochs, "num_epochs")
         return [self(e) for e in range(1, n + 1)]
 
+    def with_period(self, period: int) -> GammaSchedule:
+        """The same schedule paced in optimizer steps, ``period`` steps per schedule epoch."""
+        config = {k: v for k, v in self.state_dict().items() if k not in ("unit", "period")}
+        return GammaSchedule(**config, unit="step", period=period)
+
+    def describe(self, steps_per_epoch: int | None = None, epochs: int | None = None) -> str:
+        """One line on the pacing, e.g. for ``--print-config``: how γ grows and when it reaches its final value
+        (in steps and epochs when the run's ``steps_per_epoch`` is known)."""
+        end = self.final_epoch()
+        last = self(end)
+        if self.unit == "epoch":
+            text = f"γ per epoch ({self.kind}), γ_1 = {self(1):g}, final γ = {last:g} from epoch {end}"
+            if epochs is not None and end > epochs:
+                text += f" — not reached in {epochs} epochs (γ at the last epoch: {self(epochs):g})"
+            return text
+        reach = (end - 1) * self.period
+        text = (f"γ per {self.period} optimizer steps ({self.kind}), γ_1 = {self(1):g}, final γ = {last:g} "
+                f"from step {reach}")
+        if steps_per_epoch:
+            text += f" (epoch {reach // steps_per_epoch + 1})"
+            if epochs is not None and reach >= steps_per_epoch * epochs:
+                text += (f" — not reached in {epochs} epochs (γ at the end: "
+                         f"{self.at_step(steps_per_epoch * epochs - 1):g})")
+        return text
+
     def state_dict(self) -> dict[str, Any]:
-        """The configuration (kind + parameters). γ is a pure function of the epoch, so this is all a resume
-        needs."""
-        return {"kind": self.kind, **self.params}
+        """The configuration (kind, parameters, unit, period). γ is a pure function of the progress, so this is
+        all a resume needs."""
+        state = {"kind": self.kind, **self.params, "unit": self.unit}
+        if self.unit == "step":
+            state["period"] = self.period
+        return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the configuration saved by :meth:`state_dict`."""
@@ -271,6 +369,7 @@ class GammaSchedule:
             raise ValueError("`state_dict` must be a mapping with a 'kind' entry (from GammaSchedule.state_dict)")
         config = dict(state_dict)
         kind = config.pop("kind")
+        self._set_pacing(config.pop("unit", "epoch"), config.pop("period", None))
         self._configure(kind, {k: v for k, v in config.items() if v is not None})
 
     def __eq__(self, other: object) -> bool:
@@ -278,7 +377,55 @@ class GammaSchedule:
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        if self.unit == "step":
+            args += f", unit='step', period={self.period}"
         return f"GammaSchedule({self.kind!r}, {args})"
+
+
+#: Guard for :meth:`GammaSchedule.final_epoch` on schedules that grow very slowly.
+_MAX_SCHEDULE_EPOCHS = 10_000_000
+
+
+def _check_step(step: Any, name: str = "step") -> int:
+    if isinstance(step, bool) or not isinstance(step, int | np.integer):
+        raise TypeError(f"`{name}` must be an int (optimizer steps taken, 0-indexed); got {type(step).__name__}")
+    if step < 0:
+        raise ValueError(f"`{name}` must be >= 0; got {step}")
+    return int(step)
+
+
+def auto_period(
+    schedule: GammaSchedule,
+    total_steps: int,
+    *,
+    reach_fraction: float = 0.75,
+    max_period: int = PAPER_STEPS_PER_EPOCH,
+) -> int:
+    """Optimizer steps per schedule epoch so that ``schedule`` reaches its final γ within a run.
+
+    period = min(``max_period``, ⌊``reach_fraction``·``total_steps``/(E − 1)⌋), at least 1, where E =
+    :meth:`GammaSchedule.final_epoch`. The default cap is the paper's own pacing (391 steps per ×1.05 on
+    CIFAR-10), so a long run gets the paper's γ-per-step trajectory and a short one the fastest pacing that still
+    leaves ``1 − reach_fraction`` of the run at the final γ. A pacing faster than the paper's can outrun the
+    classifier's growth; the training callback logs q = ‖w_row‖²·d/γ and warns when it drops below 1.
+
+    Example:
+        >>> auto_period(GammaSchedule.from_preset("lpc-paper"), 1_000_000)
+        391
+        >>> auto_period(GammaSchedule.from_preset("lpc-paper"), 50_000)
+        99
+    """
+    if not isinstance(schedule, GammaSchedule):
+        raise TypeError(f"`schedule` must be a GammaSchedule; got {type(schedule).__name__}")
+    total = _check_epoch(total_steps, "total_steps")
+    fraction = check_positive(reach_fraction, "reach_fraction")
+    if fraction > 1.0:
+        raise ValueError(f"`reach_fraction` must lie in (0, 1]; got {reach_fraction}")
+    cap = _check_epoch(max_period, "max_period")
+    increments = schedule.final_epoch() - 1
+    if increments <= 0:
+        return cap
+    return max(1, min(cap, int(fraction * total // increments)))
 
 
 class MarginValues(NamedTuple):

@@ -6,12 +6,15 @@ no TinyImageNet class) are listed once in :data:`RESOURCES`.
 
 ``download_url`` writes to a temporary file in the destination folder and moves it into place with
 ``os.replace`` only after the checksum matched, so a failed or corrupted download never leaves a partial file
-and never overwrites a good one. ``extract_archive`` refuses members that would land outside the target folder
-(absolute paths, ``..``, links pointing outside, device files). ``file://`` URLs work (tests use them).
+and never overwrites a good one; the ``.part`` file of a killed download (``SIGKILL``) is removed by the next
+download of the same file (:func:`remove_stale_parts`). ``extract_archive`` refuses members that would land
+outside the target folder (absolute paths, ``..``, links pointing outside, device files). ``file://`` URLs
+work (tests use them).
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import os
@@ -19,6 +22,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.request
 import zipfile
 from collections.abc import Sequence
@@ -38,6 +42,7 @@ __all__ = [
     "md5sum",
     "missing_files_message",
     "not_found_error",
+    "remove_stale_parts",
 ]
 
 _CHUNK = 1 << 20
@@ -171,6 +176,51 @@ def md5sum(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: A ``.part`` file without its writer's PID (older versions) is stale once untouched this long (seconds): a
+#: live download writes every chunk, and a stalled one gives up after DOWNLOAD_TIMEOUT.
+STALE_PART_SECONDS = 15 * 60
+_PART_PID_RE = re.compile(r"\.pid(\d+)\.")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only (POSIX)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: a process of another user
+        return True
+    return True
+
+
+def remove_stale_parts(dest: str | os.PathLike) -> list[Path]:
+    """Remove the ``.part`` files that killed downloads of ``dest`` left beside it; returns what was removed.
+
+    Each download writes ``.<name>.pid<PID>.<random>.part`` and removes it itself unless the process is killed
+    (``SIGKILL``, power loss). A ``.part`` whose process no longer exists is removed; one without a PID (older
+    versions) once it is :data:`STALE_PART_SECONDS` old. The ``.part`` of a download still running is kept.
+    """
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        match = _PART_PID_RE.match(part.name[len(dest.name) + 1 :])
+        try:
+            if match and os.name != "nt":
+                stale = not _pid_alive(int(match.group(1)))
+            else:
+                stale = now - part.stat().st_mtime > STALE_PART_SECONDS
+            if stale:
+                part.unlink()
+                removed.append(part)
+        except OSError:  # already removed by another process, or not ours to remove
+            continue
+    return removed
+
+
 def _check_md5_arg(md5: str | None) -> str | None:
     if md5 is None:
         return None
@@ -214,10 +264,11 @@ def download_url(
         if not name:
             raise ValueError(f"`dest` is a folder and `url` {url!r} names no file; give a file path")
         dest = dest / name
+    remove_stale_parts(dest)
     if dest.is_file() and (md5 is None or md5sum(dest) == md5):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.pid{os.getpid()}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
         digest = hashlib.md5(usedforsecurity=False)

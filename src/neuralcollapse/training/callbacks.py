@@ -64,42 +64,99 @@ def _head(pl_module: Any) -> Any:
 
 
 class GammaScheduleCallback(Callback):
-    """Set the weight of one objective term from a :class:`~neuralcollapse.schedules.GammaSchedule` before
-    every epoch (LPC's growing penalty weight, docs/methods.md §6.2). The schedule is a pure function of the
-    1-indexed epoch, so a resumed run gets exactly the uninterrupted values. Logs ``gamma/<term>``.
+    """Set the weight of one objective term from a :class:`~neuralcollapse.schedules.GammaSchedule` (LPC's
+    growing penalty weight, docs/methods.md §6.2). Per-epoch schedules are applied before every epoch,
+    step-paced ones (``unit="step"``) before every optimizer step from ``trainer.global_step``. Both are pure
+    functions of the progress, so a resumed run — mid-epoch included — gets exactly the uninterrupted values.
+    Logs ``gamma/<term>`` (the value at the end of the epoch).
 
     Args:
         schedule: a ``GammaSchedule`` (or any callable epoch → weight).
         term: the objective term whose weight is γ (default ``"lpc"``).
+        auto_period: pace ``schedule`` in optimizer steps with
+            :func:`~neuralcollapse.schedules.auto_period` of the run's total steps (resolved at the start of
+            training and stored in the checkpoint, so a resume with more ``--epochs`` keeps the same pacing).
+        reach_fraction: fraction of the run by which an auto-paced schedule reaches its final γ (default 0.75).
 
     Example:
         >>> from neuralcollapse.schedules import GammaSchedule
         >>> cb = GammaScheduleCallback(GammaSchedule.from_preset("lpc-paper"), term="lpc")
+        >>> paced = GammaScheduleCallback(GammaSchedule.from_preset("lpc-paper"), auto_period=True)
     """
 
-    def __init__(self, schedule: Any, term: str = "lpc") -> None:
+    def __init__(self, schedule: Any, term: str = "lpc", *, auto_period: bool = False,
+                 reach_fraction: float = 0.75) -> None:
         super().__init__()
         if not callable(schedule):
             raise TypeError(f"`schedule` must be callable (epoch -> weight); got {type(schedule).__name__}")
+        if auto_period and getattr(schedule, "unit", None) != "epoch":
+            raise ValueError("`auto_period` needs an epoch-unit GammaSchedule to pace (its period is chosen here)")
         self.schedule = schedule
         self.term = term
+        self.auto_period = bool(auto_period)
+        self.reach_fraction = float(reach_fraction)
+        self._saved_period: int | None = None
         self.value: float | None = None
 
+    @property
+    def paced_in_steps(self) -> bool:
+        return getattr(self.schedule, "unit", "epoch") == "step"
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if not self.auto_period:
+            return
+        from ..schedules import auto_period
+
+        period = self._saved_period
+        if period is None:
+            total = int(trainer.estimated_stepping_batches)
+            period = auto_period(self.schedule, max(total, 1), reach_fraction=self.reach_fraction)
+        self.schedule = self.schedule.with_period(period)
+        self.auto_period = False
+
+    def _apply(self, trainer: Any, pl_module: Any) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.paced_in_steps:
+            value = self.schedule.at_step(int(trainer.global_step))
+        else:
+            value = self.schedule(epoch)
+        if value != self.value:
+            _objective(pl_module).set_weight(self.term, float(value))
+        self.value = float(value)
+
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        self.value = float(self.schedule(trainer.current_epoch + 1))
-        _objective(pl_module).set_weight(self.term, self.value)
+        self._apply(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.paced_in_steps:
+            self._apply(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if self.value is not None:
-            _record(pl_module, {f"gamma/{self.term}": self.value})
+            values = {f"gamma/{self.term}": self.value}
+            if self.paced_in_steps:
+                values["gamma/period_steps"] = float(self.schedule.period)
+            _record(pl_module, values)
 
     def state_dict(self) -> dict[str, Any]:
         state = getattr(self.schedule, "state_dict", None)
         return {"schedule": state() if callable(state) else None, "term": self.term}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # The schedule is rebuilt from the run config; a mismatch means the config changed under the run.
+        # The schedule is rebuilt from the run config; a mismatch means the config changed under the run. An
+        # auto-paced schedule keeps the period it was given when the run started.
         saved = state_dict.get("schedule")
+        if saved is not None and self.auto_period and saved.get("unit") == "step":
+            def base(state: Mapping[str, Any]) -> dict[str, Any]:
+                return {k: v for k, v in state.items() if k not in ("unit", "period")}
+
+            if base(saved) != base(self.schedule.state_dict()):
+                raise ValueError(
+                    f"the checkpoint's γ schedule {saved} differs from this run's {self.schedule.state_dict()}; "
+                    "resume with the same config"
+                )
+            self._saved_period = int(saved["period"])
+            return
         state = getattr(self.schedule, "state_dict", None)
         if saved is not None and callable(state) and state() != saved:
             raise ValueError(
@@ -130,35 +187,101 @@ class MarginScheduleCallback(Callback):
 
 
 class PrototypeReassignment(Callback):
-    """DL2PA label-to-prototype re-assignment, once every ``every`` epochs **after validation** (epoch e
-    trains with the assignment from the end of epoch e − 1; docs/methods.md §7.2). Calls ``head.reassign()`` and
-    logs the number of classes whose prototype changed (``dl2pa/reassigned``). The assignment and the class
-    representatives are buffers of the head, so they are saved in checkpoints with the model.
+    """DL2PA label-to-prototype re-assignment: ν Hungarian updates per epoch (DL2PA ablation 0.1 … 10; ν = 1
+    by default: once per epoch **after validation**, so epoch e trains with the assignment from the end of
+    epoch e − 1; docs/methods.md §7.2).
+
+    ν is ``per_epoch`` when given, else the head's ``assignments_per_epoch`` (``--set
+    head_kwargs={assignments_per_epoch: 10}``), divided by ``every`` (epochs). A whole ν ≥ 1 spreads the updates
+    evenly over the epoch's batches (:func:`~neuralcollapse.heads.reassignment_batches`), the last one after
+    validation; ν = 1/n updates after every n-th epoch. Nothing is re-assigned while the head's first
+    ("class_means") assignment is still pending (warm-up).
+
+    Logged per epoch (``metrics.json``): ``dl2pa/reassigned`` — classes whose prototype changed, summed over the
+    epoch's solves including the head's first one (only in epochs with a solve); ``dl2pa/matching_cosine`` —
+    Σ_c cos(q_c, p_π(c)) of the current assignment; ``dl2pa/assignment`` — π as a list (π[c] = prototype of
+    class c; metrics.json only). The assignment and the class representatives are buffers of the head, so they
+    are saved in checkpoints with the model.
 
     Args:
-        every: re-assign after every ``every``-th epoch (DL2PA: 1).
+        every: divide ν by this many epochs (``TrainConfig.reassign_every``; DL2PA: 1).
+        per_epoch: ν (default: the head's ``assignments_per_epoch``, else 1).
         required: raise when the head has no ``reassign()`` (False: skip silently, for generic runs).
+
+    Example:
+        >>> cb = PrototypeReassignment(per_epoch=10)  # ten updates per epoch
     """
 
-    def __init__(self, every: int = 1, *, required: bool = True) -> None:
+    def __init__(self, every: int = 1, *, per_epoch: float | None = None, required: bool = True) -> None:
         super().__init__()
+        from ..heads.assignment import check_assignments_per_epoch
+
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"`every` must be an int >= 1 (epochs); got {every!r}")
         self.every = every
+        self.per_epoch = None if per_epoch is None else check_assignments_per_epoch(per_epoch, "per_epoch")
         self.required = required
+        self._intra: set[int] = set()
+        self._changes: list[int] = []
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every != 0:
-            return
+    def _reassign_head(self, pl_module: Any) -> Any:
         head = _head(pl_module)
         if head is None or not hasattr(head, "reassign"):
             if not self.required:
-                return
+                return None
             raise ValueError("PrototypeReassignment needs a head with `reassign()` (heads.create('prototypes'))")
+        return head
+
+    def _nu(self, head: Any) -> float:
+        from ..heads.assignment import check_assignments_per_epoch
+
+        nu = self.per_epoch if self.per_epoch is not None else getattr(head, "assignments_per_epoch", 1.0)
+        return check_assignments_per_epoch(float(nu) / self.every, "assignments per epoch / every")
+
+    def _run(self, head: Any) -> None:
+        if bool(getattr(head, "assignment_pending", False)):
+            return  # warm-up: the first assignment is the head's own (class means after W iterations)
         changes = head.reassign()
         if isinstance(changes, Tensor):
             changes = int(changes.sum()) if changes.dtype == torch.bool else int(changes.numel())
-        _record(pl_module, {"dl2pa/reassigned": float(changes or 0)})
+        if not hasattr(head, "pop_solves"):
+            self._changes.append(int(changes or 0))
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        from ..heads.assignment import reassignment_batches
+
+        self._intra, self._changes = set(), []
+        head = self._reassign_head(pl_module)
+        if head is None:
+            return
+        nu, batches = self._nu(head), trainer.num_training_batches
+        if nu > 1 and isinstance(batches, int) and batches > 0:
+            self._intra = set(reassignment_batches(nu, batches)[:-1])  # the last one runs after validation
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if batch_idx in self._intra:
+            self._run(_head(pl_module))
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        head = self._reassign_head(pl_module)
+        if head is None:
+            return
+        nu = self._nu(head)
+        if nu >= 1 or (trainer.current_epoch + 1) % round(1.0 / nu) == 0:
+            self._run(head)
+        solves = [c for _, c in head.pop_solves()] if hasattr(head, "pop_solves") else self._changes
+        values: dict[str, float] = {}
+        if solves:
+            values["dl2pa/reassigned"] = float(sum(solves))
+        if hasattr(head, "matching_cosine"):
+            values["dl2pa/matching_cosine"] = float(head.matching_cosine())
+        _record(pl_module, values)
+        assignment = getattr(head, "assignment", None)
+        adder = getattr(pl_module, "add_to_record", None)
+        if isinstance(assignment, Tensor) and callable(adder):
+            adder({"dl2pa/assignment": [int(i) for i in assignment.tolist()]})
 
 
 def _anticlass_logits(output: Any) -> Tensor:
@@ -264,6 +387,9 @@ class AdaFocalCallback(Callback):
         if loader is None:
             raise ValueError("AdaFocal needs a held-out split (`adafocal_holdout` > 0) for its γ updates")
         state = _objective(pl_module).term(self.term).state
+        sync = getattr(pl_module, "sync_batchnorm_stats", None)
+        if callable(sync):  # runs before the module's epoch-end hook: evaluate with the ranks' common statistics
+            sync()
         was_training = pl_module.training
         pl_module.eval()
         conf, correct = [], []

@@ -127,6 +127,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                       help="weight γ of the OCCE term (official OCCE flag; 0 keeps OCCE logged but untrained)")
     what.add_argument("--gamma-schedule", dest="gamma_schedule", default=S, metavar="PRESET|none",
                       help="γ schedule of the LPC penalty (lpc-paper, lpc-2025 …) or 'none'")
+    what.add_argument("--gamma-pace", dest="gamma_pace", default=S, metavar="epoch|auto|STEPS",
+                      help="progress unit of the γ schedule: 'epoch' (the paper verbatim), STEPS optimizer steps per "
+                           "schedule epoch (391 = the paper's CIFAR-10 epoch), or 'auto' (reach the final γ at 75%% "
+                           "of the run, at most the paper's pace)")
     what.add_argument("--soft-targets", dest="soft_targets", default=S, choices=("none", "instance", "class"),
                       help="soft anti-class targets for OCCE (instance α 0.1 / class α 0.5)")
     what.add_argument("--soft-target-alpha", dest="soft_target_alpha", type=float, default=S)
@@ -349,9 +353,10 @@ def _apply_weights(config: Any, args: dict[str, Any]) -> Any:
     return config.replace(**changes) if changes else config
 
 
-def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[Any, bool]:
+def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[Any, bool | Path]:
     """Resolve the ``train`` flags into ``(TrainConfig, resume)``: defaults ← recipe ← objective preset ←
-    flags ← ``--set``; with ``--resume`` the run's saved config ← the flags that may change on resume."""
+    flags ← ``--set``; with ``--resume`` the run's saved config ← the flags that may change on resume, and
+    ``resume`` is True (continue ``last.ckpt``) or the checkpoint file given (e.g. ``prev.ckpt``)."""
     from .config import TrainConfig, apply_settings, merge_settings, validate_config
     from .presets import expand_objective
     from .recipes import recipe_settings
@@ -363,6 +368,9 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
     flags = {field: args[dest] for dest, field in _FIELD_FLAGS.items() if dest in args}
     if "gamma_schedule" in args:
         flags["gamma_schedule"] = None if str(args["gamma_schedule"]).lower() == "none" else args["gamma_schedule"]
+    if "gamma_pace" in args:
+        pace = str(args["gamma_pace"]).strip()
+        flags["gamma_pace"] = int(pace) if pace.isdigit() else pace
     settings = [parse_setting(s) for s in args.get("settings", [])]
 
     resume = args.get("resume")
@@ -372,14 +380,17 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
         run_dir = Path(flags.get("out") or "") if resume is True else Path(str(resume))
         if resume is True and "out" not in flags:
             raise ValueError("--resume needs the run folder: --resume RUN_DIR, or --out RUN_DIR --resume")
-        if run_dir.is_file():  # a checkpoint path: <run>/checkpoints/last.ckpt
-            run_dir = run_dir.parent.parent
+        checkpoint = None
+        if run_dir.is_file():  # a checkpoint path: <run>/checkpoints/last.ckpt, prev.ckpt …
+            from .runner import checkpoint_run_dir
+
+            checkpoint, run_dir = run_dir, checkpoint_run_dir(run_dir)
         for key in ("recipe", "objective", "gamma", "w_ce", "w_occe"):
             if key in args:
                 raise ValueError(f"--{key} cannot be changed when resuming; start a new run with --out instead")
         flags.pop("out", None)
-        config = resume_config(run_dir, {**flags, **dict(settings)})
-        return validate_config(config), True
+        config = resume_config(run_dir, {**flags, **dict(settings)}, checkpoint=checkpoint)
+        return validate_config(config), checkpoint or True
 
     config = TrainConfig()
     if "recipe" in args:
@@ -448,13 +459,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None), end="")
         return 0
+    from .runfolder import RunFolderError
     from .runner import fit
 
     # DownloadError (offline --download) is a DatasetNotFoundError, a FileNotFoundError: one line, exit code 2.
     try:
         with _one_line_warnings("train"):
             result = fit(config, resume=resume)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RunFolderError) as err:
         return _error("train", err)
     if _is_rank_zero():
         print_run_summary(result)

@@ -31,9 +31,11 @@ __all__ = [
     "apply_settings",
     "build_gamma_schedule",
     "build_margin_schedule",
+    "check_gamma_pace",
     "config_diff",
     "load_config",
     "merge_settings",
+    "paced_gamma_schedule",
     "save_config",
     "set_term_weight",
     "validate_config",
@@ -52,7 +54,8 @@ LR_SCALINGS = ("none", "linear")
 #: Parameter groups that can be held at the base learning rate (LPC: the classifier is excluded from decay).
 LR_GROUPS = ("classifier",)
 #: Fields that may change when a run is resumed (they do not change the trajectory).
-RESUMABLE_CHANGES = ("epochs", "devices", "num_nodes", "accelerator", "strategy", "progress", "out")
+RESUMABLE_CHANGES = ("epochs", "devices", "num_nodes", "accelerator", "strategy", "progress", "out",
+                     "keep_checkpoints")
 
 
 @dataclass
@@ -118,6 +121,10 @@ class TrainConfig:
     #: ("lpc-paper", "lpc-2025") or a mapping of GammaSchedule arguments; None = constant weight.
     gamma_schedule: str | dict[str, Any] | None = None
     gamma_schedule_term: str = "lpc"
+    #: progress unit of the γ schedule: "epoch" (the paper verbatim: one schedule epoch per training epoch), an
+    #: int N (one schedule epoch per N optimizer steps; 391 = the paper's CIFAR-10 epoch at batch 128), or
+    #: "auto" (N = min(391, ⌊0.75·total steps/increments⌋): the schedule's final γ within the run).
+    gamma_pace: str | int = "epoch"
     #: margin/scale ramp for ArcFace/CosFace (docs/methods.md §5): a preset ("lpc-arcface", "lpc-cosface"), "auto"
     #: (the loss's preset) or a mapping of MarginSchedule arguments.
     margin_schedule: str | bool | dict[str, Any] | None = None
@@ -152,6 +159,9 @@ class TrainConfig:
     warmup_start_lr: float = 0.0
     #: parameter groups kept at the base lr (LPC: ["classifier"], docs/methods.md §6.3).
     constant_lr_groups: list[str] = field(default_factory=list)
+    #: the classifier's own learning rate (None = ``lr``). LPC: under AdamW the classifier's row norm grows about
+    #: lr per step, and it must grow like √γ to keep the margin (docs/methods.md §6.2); short runs need a larger one.
+    classifier_lr: float | None = None
     grad_clip: float | None = None
 
     # --- augmentation (batched, on the device) -------------------------------------------------------------
@@ -179,6 +189,11 @@ class TrainConfig:
     #: the recipe this config came from (recorded, not re-applied).
     recipe: str | None = None
     checkpoint: bool = True
+    #: copies of checkpoints/last.ckpt kept, itself included: 2 = last.ckpt + prev.ckpt (the epoch before).
+    keep_checkpoints: int = 2
+    #: under DDP on CUDA, SyncBatchNorm (batch statistics over all ranks); on every device the BatchNorm running
+    #: statistics are averaged over the ranks before each evaluation and checkpoint either way.
+    sync_batchnorm: bool = True
     progress: bool = True
     tensorboard: bool = True
     #: limit batches per epoch (int) or fraction (float) — for smoke tests; 1.0 = all.
@@ -456,14 +471,18 @@ def validate_config(config: TrainConfig, *, registries: bool = True) -> TrainCon
     _check_choice(c.lr_scaling, "lr_scaling", LR_SCALINGS)
     _check_choice(c.data_on_device, "data_on_device", (True, False, "auto"))
     _check_choice(c.channels_last, "channels_last", (True, False, "auto"))
+    _check_choice(c.sync_batchnorm, "sync_batchnorm", (True, False))
     for group in c.constant_lr_groups:
         _check_choice(group, "constant_lr_groups", LR_GROUPS)
-    for name in ("epochs", "batch_size", "eval_batch_size", "lr_reference_batch", "num_nodes", "val_every"):
+    for name in ("epochs", "batch_size", "eval_batch_size", "lr_reference_batch", "num_nodes", "val_every",
+                 "keep_checkpoints"):
         _check_int(getattr(c, name), name, minimum=1)
     for name in ("nc_every", "reassign_every", "crop_padding"):
         _check_int(getattr(c, name), name, minimum=0)
     _check_int(c.seed, "seed", minimum=0)
     _check_number(c.lr, "lr", low=0.0, low_open=True)
+    if c.classifier_lr is not None:
+        _check_number(c.classifier_lr, "classifier_lr", low=0.0, low_open=True)
     _check_number(c.momentum, "momentum", low=0.0, high=1.0, high_open=True)
     _check_number(c.weight_decay, "weight_decay", low=0.0)
     _check_number(c.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
@@ -565,7 +584,8 @@ def _validate_registries(c: TrainConfig) -> None:
                 f"`gamma_schedule` drives the weight of {term!r}, which is not in `loss` {c.loss!r}; "
                 f"add it (e.g. 'ce+{term}') or set `gamma_schedule_term`"
             )
-        build_gamma_schedule(c.gamma_schedule)  # raises on a bad preset / arguments
+        schedule = build_gamma_schedule(c.gamma_schedule)  # raises on a bad preset / arguments
+        check_gamma_pace(c.gamma_pace, schedule)
     if c.margin_schedule is not None:
         margin_terms = [t for t in terms if t in ("arcface", "cosface")]
         if not margin_terms:
@@ -613,6 +633,35 @@ def build_gamma_schedule(spec: str | Mapping[str, Any]) -> Any:
             return GammaSchedule.from_preset(preset, **spec)
         return GammaSchedule(**spec)
     raise TypeError(f"`gamma_schedule` must be a preset name or a mapping; got {spec!r}")
+
+
+def check_gamma_pace(pace: Any, schedule: Any = None) -> str | int:
+    """Validate ``gamma_pace`` ("epoch", "auto" or a positive int of optimizer steps); with ``schedule``, refuse a
+    schedule mapping that already sets its own ``unit``/``period`` alongside a pace other than "epoch"."""
+    if isinstance(pace, str) and pace.strip().lower() in ("epoch", "auto"):
+        pace = pace.strip().lower()
+    elif isinstance(pace, bool) or not isinstance(pace, int) or pace < 1:
+        raise ValueError(
+            f"`gamma_pace` must be 'epoch', 'auto' or a positive number of optimizer steps per schedule epoch "
+            f"(391 = the paper's CIFAR-10 epoch); got {pace!r}"
+        )
+    if schedule is not None and pace != "epoch" and getattr(schedule, "unit", "epoch") != "epoch":
+        raise ValueError(
+            "`gamma_schedule` sets its own unit/period; drop them or leave `gamma_pace` at 'epoch' (one place only)"
+        )
+    return pace
+
+
+def paced_gamma_schedule(config: TrainConfig) -> tuple[Any, bool]:
+    """The run's γ schedule with ``gamma_pace`` applied: ``(schedule, auto)``; with ``auto`` the callback picks
+    the period from the run's total optimizer steps when training starts."""
+    schedule = build_gamma_schedule(config.gamma_schedule)
+    pace = check_gamma_pace(config.gamma_pace, schedule)
+    if pace == "auto":
+        return schedule, True
+    if pace != "epoch":
+        return schedule.with_period(pace), False
+    return schedule, False
 
 
 def build_margin_schedule(spec: str | Mapping[str, Any], term: str = "arcface") -> Any:

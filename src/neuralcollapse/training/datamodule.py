@@ -103,6 +103,25 @@ def data_info(splits: Any, extras: dict[str, Any]) -> DataInfo:
     )
 
 
+class _EvalShard:
+    """Evaluation batches of one DDP rank without padding: a fixed shuffled order (so that no batch holds a
+    single class), every ``world``-th index from ``rank``. Each sample is evaluated exactly once over the ranks,
+    so sample-weighted sums and NC statistics reduced over the ranks equal the single-process values (the
+    ``DistributedSampler``-style padding would count a few samples twice); ranks may differ by one sample."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int, seed: int) -> None:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        self.indices = order[rank::world]
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self) -> Any:
+        for start in range(0, len(self.indices), self.batch_size):
+            yield self.indices[start : start + self.batch_size]
+
+
 class CollapseDataModule(L.LightningDataModule):
     """In-memory data of a run (see the module docstring).
 
@@ -213,7 +232,15 @@ class CollapseDataModule(L.LightningDataModule):
         sampler = ClassBalancedBatchSampler(y, per_batch, per_class, world_size=world, rank=rank, seed=cfg.seed)
         return TensorBatchLoader(self._place(x), self._place(y), batch_sampler=sampler)
 
-    def _eval_loader(self, x: Tensor, y: Tensor) -> Any:
+    def _eval_loader(self, x: Tensor, y: Tensor, *, pad: bool = False) -> Any:
+        """Evaluation batches; under DDP sharded without padding duplicates (:class:`_EvalShard`) unless ``pad``
+        (every rank the same number of samples, for all-gathers) or the split has fewer samples than ranks."""
+        rank, world = self._world()
+        if world > 1 and not pad and len(y) >= world:
+            from ..data.samplers import TensorBatchLoader
+
+            shard = _EvalShard(len(y), self.config.eval_batch_size, rank, world, EVAL_ORDER_SEED)
+            return TensorBatchLoader(self._place(x), self._place(y), batch_sampler=shard)
         return self._loader(x, y, batch_size=self.config.eval_batch_size, shuffle=True, drop_last=False,
                             seed=EVAL_ORDER_SEED)
 
@@ -244,7 +271,8 @@ class CollapseDataModule(L.LightningDataModule):
         """The AdaFocal held-out split (None when the loss has no AdaFocal term)."""
         self.load()
         held = self.extras.get("holdout")
-        return None if held is None else self._eval_loader(*held)
+        # padded under DDP: AdaFocal all-gathers the predictions, which needs equal sizes on every rank
+        return None if held is None else self._eval_loader(*held, pad=True)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle the training batches for ``epoch`` (deterministic per (seed, epoch))."""

@@ -203,6 +203,30 @@ class CollapseModule(L.LightningModule):
             return t
         return self.trainer.strategy.reduce(t, reduce_op="sum")
 
+    @torch.no_grad()
+    def sync_batchnorm_stats(self) -> None:
+        """Average the BatchNorm running statistics (``running_mean``/``running_var``) over the DDP ranks; a
+        no-op on one process. Each rank's statistics follow its own batches, and only rank 0's are saved: run
+        before every evaluation and checkpoint so that what is evaluated and logged is what is saved (with
+        SyncBatchNorm the ranks already agree and this leaves them unchanged)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return
+        buffers = [
+            b
+            for m in self.net.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.track_running_stats
+            for b in (m.running_mean, m.running_var)
+            if b is not None
+        ]
+        if not buffers:
+            return
+        flat = torch.cat([b.detach().reshape(-1).to(torch.float64) for b in buffers])
+        flat = self._reduce_sum(flat) / self.trainer.world_size
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset : offset + b.numel()].view_as(b))
+            offset += b.numel()
+
     def _nc_metric(self, stage: str) -> Any:
         if stage not in self._nc:
             from ..metrics.streaming import NeuralCollapse
@@ -329,6 +353,7 @@ class CollapseModule(L.LightningModule):
         return dict(self._record)
 
     def on_train_epoch_end(self) -> None:
+        self.sync_batchnorm_stats()  # before the checkpoint (Lightning runs checkpoint callbacks after this hook)
         self.finalize_train_epoch()
 
     def add_to_record(self, values: Mapping[str, float]) -> None:
@@ -342,6 +367,7 @@ class CollapseModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
+        self.sync_batchnorm_stats()  # every rank evaluates the model that is saved
         if self.trainer.sanity_checking:
             return
         self._eval_avg = {stage: _Averages() for stage in self.eval_stages}

@@ -86,17 +86,19 @@ def classifier_parameters(head: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-def _param_groups(net: nn.Module, head: nn.Module | None, constant: Sequence[str], lr: float) -> list[dict]:
+def _param_groups(net: nn.Module, head: nn.Module | None, constant: Sequence[str], lr: float,
+                  classifier_lr: float | None = None) -> list[dict]:
     trainable = [p for p in net.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
-    if "classifier" in constant and head is not None:
+    if ("classifier" in constant or classifier_lr is not None) and head is not None:
         fixed = {id(p) for p in classifier_parameters(head)}
         scheduled = [p for p in trainable if id(p) not in fixed]
         held = [p for p in trainable if id(p) in fixed]
         groups = [{"params": scheduled, "name": "backbone", "scheduled": True, "base_lr": lr}]
         if held:
-            groups.append({"params": held, "name": "classifier", "scheduled": False, "base_lr": lr})
+            groups.append({"params": held, "name": "classifier", "scheduled": "classifier" not in constant,
+                           "base_lr": lr if classifier_lr is None else float(classifier_lr)})
         return groups
     return [{"params": trainable, "name": "all", "scheduled": True, "base_lr": lr}]
 
@@ -108,13 +110,18 @@ def build_optimizer(
 
     Args:
         config: the run config (``optimizer``, ``momentum``, ``nesterov``, ``weight_decay``, ``betas``,
-            ``constant_lr_groups``).
+            ``constant_lr_groups``, ``classifier_lr``: the classifier's own lr, scaled like the base lr).
         net: the model; its trainable parameters are optimised.
         head: the classifier head (for ``constant_lr_groups=["classifier"]``).
         lr: base lr (default :func:`effective_lr` with the config's batch size).
     """
     lr = config.lr if lr is None else float(lr)
-    groups = _param_groups(net, head, config.constant_lr_groups, lr)
+    classifier_lr = getattr(config, "classifier_lr", None)
+    if classifier_lr is not None:
+        classifier_lr = float(classifier_lr) * lr / config.lr if config.lr else float(classifier_lr)
+    groups = _param_groups(net, head, config.constant_lr_groups, lr, classifier_lr)
+    for group in groups:
+        group["lr"] = group["base_lr"]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay)

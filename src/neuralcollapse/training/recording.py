@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 __all__ = [
     "OCCE_TAGS",
     "MetricsWriter",
     "OCCETensorBoardTags",
     "PlotWriter",
+    "RunTensorBoardLogger",
     "epoch_record",
     "plot_metrics",
     "progress_bar",
+    "purge_tensorboard",
     "read_metrics",
 ]
 
@@ -150,6 +153,83 @@ class OCCETensorBoardTags(Callback):
             if key in record:
                 writer.add_scalar(tag, record[key], epoch)
         writer.flush()
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` whose tags never repeat a step: a value for a tag already written at
+    this step or a later one is skipped. (Lightning adds ``epoch`` to both the evaluation and the training log
+    call of an epoch, at the same step; after a resume :func:`purge_tensorboard` has dropped the redone steps.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_step: dict[str, int] = {}
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if step is not None:
+            metrics = {k: v for k, v in metrics.items() if self._last_step.get(k, -1) < step}
+            self._last_step.update(dict.fromkeys(metrics, step))
+            if not metrics:
+                return
+        super().log_metrics(metrics, step)
+
+
+def _epoch_unit(tag: str) -> bool:
+    """Tags whose step is the 0-indexed epoch (the official OCCE tags, the notes); the others' is the step."""
+    return tag in OCCE_TAGS or tag.startswith("Notes/")
+
+
+def purge_tensorboard(folder: str | os.PathLike, *, epoch: int, step: int) -> int:
+    """Drop the TensorBoard values a run starting at 0-indexed ``epoch`` / logged step ``step`` writes again.
+
+    Event files under ``folder`` are rewritten (atomically, only when something is dropped) without the values
+    of the OCCE tags at steps ≥ ``epoch`` and of Lightning's tags at steps ≥ ``step``, so the steps of every
+    tag strictly increase across a resume, as the rows of ``metrics.json`` do (a fresh run: ``epoch = step =
+    0`` drops every value a crashed earlier attempt left). Returns the number of values dropped; 0 when
+    TensorBoard is not installed.
+
+    Example:
+        >>> purge_tensorboard("runs/example/tensorboard", epoch=2, step=8)  # doctest: +SKIP
+        0
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+    except ImportError:  # pragma: no cover - tensorboard is a dependency of the train extra
+        return 0
+    dropped = 0
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        kept: list[bytes] = []
+        changed = False
+        for raw in RawEventFileLoader(str(path)).Load():
+            event = event_pb2.Event.FromString(raw)
+            if not event.HasField("summary"):
+                kept.append(raw)
+                continue
+            values = [v for v in event.summary.value if event.step < (epoch if _epoch_unit(v.tag) else step)]
+            if len(values) == len(event.summary.value):
+                kept.append(raw)
+                continue
+            changed = True
+            dropped += len(event.summary.value) - len(values)
+            if values:
+                del event.summary.value[:]
+                event.summary.value.extend(values)
+                kept.append(event.SerializeToString())
+        if changed:
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as handle:
+                writer = RecordWriter(handle)
+                for raw in kept:
+                    writer.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    return dropped
 
 
 def _tensorboard_writer(trainer: Any) -> Any:

@@ -86,15 +86,45 @@ def resolve_run_dir(config: TrainConfig, *, resume: bool) -> Path:
     return base
 
 
-def resume_config(run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The saved config of ``run_dir`` with ``overrides`` of the fields that may change on resume
-    (``epochs``, devices, progress …); other changes raise ``ValueError`` naming them."""
+def checkpoint_run_dir(checkpoint: str | os.PathLike) -> Path:
+    """The run folder of a checkpoint file ``<run>/checkpoints/<name>.ckpt``; raises ``ValueError`` for a file
+    elsewhere (resuming writes into its run folder)."""
+    path = Path(checkpoint)
+    if path.parent.name != "checkpoints":
+        raise ValueError(
+            f"--resume {str(path)!r}: a checkpoint to resume must lie in a run folder's checkpoints/ folder "
+            "(<run>/checkpoints/last.ckpt or prev.ckpt); pass the run folder instead"
+        )
+    return path.parent.parent
+
+
+def _resume_checkpoint(run_dir: Path, checkpoint: str | os.PathLike | None) -> Path:
+    """The checkpoint a resume starts from: ``checkpoint``, else ``<run_dir>/checkpoints/last.ckpt``; a clear
+    ``FileNotFoundError`` (naming an older copy when one is there) when it does not exist."""
+    from .checkpoint import LAST_CHECKPOINT, backup_names
+
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"nothing to resume: checkpoint {str(checkpoint)!r} does not exist")
+        return Path(checkpoint)
+    ckpt = run_dir / "checkpoints" / LAST_CHECKPOINT
+    if not ckpt.is_file():
+        older = [ckpt.with_name(n) for n in backup_names(10) if ckpt.with_name(n).is_file()]
+        hint = f"; an older checkpoint is there: resume from it with --resume {older[0]}" if older else ""
+        raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt{hint}")
+    return ckpt
+
+
+def resume_config(
+    run_dir: str | os.PathLike, overrides: dict[str, Any] | None = None, *, checkpoint: str | os.PathLike | None = None
+) -> TrainConfig:
+    """The saved config of ``run_dir`` (read from ``checkpoint``, default ``checkpoints/last.ckpt``) with
+    ``overrides`` of the fields that may change on resume (``epochs``, devices, progress …); other changes raise
+    ``ValueError`` naming them."""
     from .checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
+    ckpt = _resume_checkpoint(run_dir, checkpoint)
     checkpoint = load_checkpoint(ckpt)
     saved = TrainConfig.from_dict(checkpoint["hyper_parameters"]["config"], source=str(ckpt))
     config = saved.replace(**(overrides or {}), out=str(run_dir))
@@ -209,13 +239,20 @@ def build_callbacks(config: TrainConfig, run_dir: Path, extra: Sequence[Any] = (
         PrototypeReassignment,
     )
     from .checkpoint import RunCheckpoint
-    from .config import build_gamma_schedule, build_margin_schedule
+    from .config import build_margin_schedule, paced_gamma_schedule
+    from .diagnostics import LPCDiagnostics
     from .recording import MetricsWriter, OCCETensorBoardTags, PlotWriter, progress_bar
 
     terms = [n for n, _ in parse_objective(config.loss)]
     callbacks: list[Any] = []
     if config.gamma_schedule is not None:
-        callbacks.append(GammaScheduleCallback(build_gamma_schedule(config.gamma_schedule), config.gamma_schedule_term))
+        schedule, auto = paced_gamma_schedule(config)
+        gamma_callback = GammaScheduleCallback(schedule, config.gamma_schedule_term, auto_period=auto)
+        callbacks.append(gamma_callback)
+        if config.head == "lpc":
+            callbacks.append(LPCDiagnostics(gamma_callback))
+    elif config.head == "lpc":
+        callbacks.append(LPCDiagnostics(None))
     if config.margin_schedule is not None:
         term = next((t for t in terms if t in ("arcface", "cosface")), None)
         if term is None:
@@ -248,13 +285,19 @@ def build_trainer(config: TrainConfig, run_dir: Path, callbacks: Sequence[Any], 
 
     logger: Any = False
     if config.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
+        from .recording import RunTensorBoardLogger
 
         # Mirrors the official OCCE layout logs/{dataset}/{model}/{model}_ce=..._occe=..._e=..._s=...
         weights = _official_weights(config.loss)
-        version = f"{config.model}_ce={weights[0]:g}_occe={weights[1]:g}_e={config.epochs}_s={config.seed}"
-        logger = TensorBoardLogger(save_dir=str(run_dir / "tensorboard"), name=f"{config.dataset}/{config.model}",
-                                   version=version, default_hp_metric=False)
+        stem = f"{config.model}_ce={weights[0]:g}_occe={weights[1]:g}_e="
+        version = f"{stem}{config.epochs}_s={config.seed}"
+        name = f"{config.dataset}/{config.model}"
+        # A run resumed with more --epochs keeps writing into the folder it started in.
+        started = sorted((run_dir / "tensorboard" / name).glob(f"{stem}*_s={config.seed}"), key=os.path.getmtime)
+        if started and not (run_dir / "tensorboard" / name / version).is_dir():
+            version = started[-1].name
+        logger = RunTensorBoardLogger(save_dir=str(run_dir / "tensorboard"), name=name, version=version,
+                                      default_hp_metric=False)
     kwargs: dict[str, Any] = dict(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
@@ -275,11 +318,23 @@ def build_trainer(config: TrainConfig, run_dir: Path, callbacks: Sequence[Any], 
         log_every_n_steps=50,
         use_distributed_sampler=False,
         default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(config.keep_checkpoints)],
+        sync_batchnorm=_sync_batchnorm(config),
         benchmark=False if config.deterministic else None,
     )
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
+
+
+def _sync_batchnorm(config: TrainConfig) -> bool:
+    """SyncBatchNorm under DDP when asked for and the run is on CUDA (PyTorch's SyncBatchNorm has no CPU
+    kernel); elsewhere the module averages the ranks' running statistics before evaluating and saving."""
+    if not config.sync_batchnorm:
+        return False
+    import torch
+
+    accel = str(config.accelerator).lower()
+    return accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
 
 
 def _official_weights(loss: str) -> tuple[float, float]:
@@ -289,10 +344,21 @@ def _official_weights(loss: str) -> tuple[float, float]:
     return weights.get("ce", 0.0), weights.get("occe", 0.0)
 
 
+def _resume_target(config: TrainConfig, resume: bool | str | os.PathLike) -> tuple[Path, Path | None]:
+    """(run folder, checkpoint to resume from or None) of a :func:`fit` call."""
+    if resume is None or resume is False:
+        return resolve_run_dir(config, resume=False), None
+    if resume is True:
+        run_dir = resolve_run_dir(config, resume=True)
+        return run_dir, _resume_checkpoint(run_dir, None)
+    run_dir = Path(config.out) if config.out is not None else checkpoint_run_dir(resume)
+    return run_dir, _resume_checkpoint(run_dir, resume)
+
+
 def fit(
     config: TrainConfig,
     *,
-    resume: bool = False,
+    resume: bool | str | os.PathLike = False,
     callbacks: Sequence[Any] = (),
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> RunResult:
@@ -301,37 +367,60 @@ def fit(
     Args:
         config: the resolved config (validated here).
         resume: continue ``<run>/checkpoints/last.ckpt`` (model, optimiser, epoch, schedules, prototype
-            assignment, soft-target memory, RNG); the run folder is ``config.out`` (or the default name).
+            assignment, soft-target memory, RNG); the run folder is ``config.out`` (or the default name). A
+            path resumes from that checkpoint instead, e.g. the backup ``<run>/checkpoints/prev.ckpt``.
         callbacks: extra Lightning callbacks (run before the recorders).
         trainer_kwargs: overrides of the ``lightning.Trainer`` arguments.
 
     Raises:
         ValueError / TypeError: invalid config (the message names the setting and the valid choices).
         DataUnavailableError: the data set is missing (with the download hint).
-        CorruptCheckpointError: ``resume`` with an unreadable checkpoint.
+        CorruptCheckpointError: ``resume`` with an unreadable checkpoint (it is left as it is; the message names
+            the backups).
         FileExistsError: ``out`` already holds a checkpoint and ``resume`` is False.
+        RunFolderBusyError: another process trains in the run folder (the message names its PID).
+        RunFolderNotWritableError: the run folder cannot be written, before or during training.
 
     Example:
         >>> result = fit(TrainConfig(epochs=2, progress=False))  # doctest: +SKIP
         >>> result.metrics["test/acc"] > 0.5  # doctest: +SKIP
         True
     """
+    from .runfolder import RunFolderLock
+
+    validate_config(config)
+    check_hardware(config)
+    run_dir, ckpt_path = _resume_target(config, resume)
+    # One writer per run folder: a second `train` on it (or a --resume while it trains) is refused.
+    lock = None if _is_worker() else RunFolderLock(run_dir).acquire()
+    try:
+        return _fit_locked(config, run_dir, ckpt_path, callbacks, trainer_kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit_locked(config: TrainConfig, run_dir: Path, ckpt_path: Path | None, callbacks: Sequence[Any],
+                trainer_kwargs: dict[str, Any] | None) -> RunResult:
+    """:func:`fit` once the run folder is locked."""
     import lightning as L
 
     from .checkpoint import load_checkpoint
     from .datamodule import CollapseDataModule
     from .module import CollapseModule
-    from .recording import read_metrics
+    from .recording import purge_tensorboard, read_metrics
+    from .runfolder import quiet_writer_threads, unwritable_during_run
 
-    validate_config(config)
-    check_hardware(config)
-    run_dir = resolve_run_dir(config, resume=resume)
-    ckpt_path = None
-    if resume:
-        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.ckpt")
-        load_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
+    start = (0, 0)  # (epoch, logged step) the run starts at
+    if ckpt_path is not None:
+        saved = load_checkpoint(ckpt_path)  # a clear error now rather than deep inside Lightning
+        loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+        start = (int(saved["epoch"]) + 1, int(loops.get("_batches_that_stepped", saved.get("global_step", 0))))
+    elif not _is_worker() and (run_dir / "checkpoints" / "last.ckpt").exists():  # written while we waited
+        raise FileExistsError(
+            f"run folder {str(run_dir)!r} already holds a checkpoint; pass --resume to continue it, or --out "
+            "with a new folder"
+        )
     config = config.replace(out=str(run_dir))
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = CollapseDataModule(config)
@@ -348,12 +437,22 @@ def fit(
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
+    if config.tensorboard and trainer.is_global_zero:
+        # Events of epochs this run (re)does, e.g. written before a crash after the last checkpoint, are dropped.
+        purge_tensorboard(run_dir / "tensorboard", epoch=start[0], step=start[1])
     previous = os.environ.get(RUN_DIR_ENV)
     if not _is_worker():
         os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers launched by Lightning inherit the folder
     try:
-        with quiet_lightning():
+        with quiet_lightning(), quiet_writer_threads():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except Exception as err:
+        # A folder made read-only mid-run surfaces as some write's PermissionError (or a Lightning error raised
+        # while handling it): say that, once.
+        folder_error = unwritable_during_run(err, run_dir, checkpoint=run_dir / "checkpoints" / "last.ckpt")
+        if folder_error is None:
+            raise
+        raise folder_error from err
     finally:
         if not _is_worker():
             if previous is None:
