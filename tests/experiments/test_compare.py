@@ -19,10 +19,15 @@ def test_compare_end_to_end_then_resume_skips(tmp_path):
     assert analysis["objective"] == "ce+occe" and analysis["seed"] == 0
     assert 0.5 < analysis["summary"]["test_accuracy"] <= 1.0  # 10 classes: chance is 0.1
     assert set(analysis["ood"]) == {"msp", "knn", "mean"} and analysis["ood_set"] == "digits-ood"
-    assert analysis["osr"]["oscr"] <= 100 - analysis["osr"]["error"] + 1e-9  # OSCR <= closed-set accuracy
+    assert analysis["osr_units"] == "fraction" and 0 <= analysis["osr"]["error"] <= 1
+    assert analysis["osr"]["oscr"] <= 1 - analysis["osr"]["error"] + 1e-9  # OSCR <= closed-set accuracy
+    assert 0 < analysis["latent"]["deepfool_boundary_ratio"] <= analysis["latent"]["deepfool_ratio"] + 1e-9
     assert analysis["latent"]["deepfool_ratio"] > 0
     text = md.read_text()
     assert "| ce+occe | 1 |" in text and (out / "report" / "report.html").is_file()
+    assert f"Command: `neuralcollapse compare --objectives ce,ce+occe --seeds 1 --epochs 1 --detectors msp,knn " \
+           f"--deepfool-samples 8 --out {out}`" in text
+    assert "seed 0." in text and "seeds 0–0" not in text
     # second call: every run is finished, nothing retrains
     lines.clear()
     run_compare(settings, log=lines.append)

@@ -42,12 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/compare", help="comparison folder (default: %(default)s)")
     p.set_defaults(func=_run_compare)
 
-    r = subparsers.add_parser("report", help="regenerate a report from finished runs",
+    r = subparsers.add_parser("report", help="write a report of trained or compared runs",
                               description="Write report.md, PNG plots and a self-contained report.html from "
-                              "finished run folders (searched recursively for analysis.json).")
+                              "run folders (searched recursively for analysis.json). A trained run without "
+                              "analysis.json (a plain `neuralcollapse train` run) is analysed first, as "
+                              "`compare` does: accuracy, neural collapse, latent geometry, DeepFool, "
+                              "independence deficit and OOD detection against the data set's usual OOD set.")
     r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders or folders containing them")
     r.add_argument("--out", default=None, help="output folder (default: <first RUN_DIR>/report)")
-    r.add_argument("--title", default="neuralcollapse report")
+    r.add_argument("--title", default="neuralcollapse report", help="report heading (default: %(default)s)")
+    r.add_argument("--no-analyze", dest="analyze", action="store_false",
+                   help="do not analyse trained runs that have no analysis.json (fail instead)")
     r.set_defaults(func=_run_report)
 
 
@@ -88,8 +93,12 @@ def _run_report(args: argparse.Namespace) -> int:
 
     out = args.out or str(Path(args.runs[0]) / "report")
     try:
+        if args.analyze:
+            from .analysis import analyze_missing
+
+            analyze_missing(args.runs)
         path = write_report(args.runs, out, title=args.title)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         print(f"neuralcollapse report: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path} and {path.with_suffix('.html')}")

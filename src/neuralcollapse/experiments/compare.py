@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .analysis import ANALYSIS_FILE, analyze_run
+from .analysis import ANALYSIS_FILE, add_ood, analyze_run
 from .report import write_report
 
-__all__ = ["CompareSettings", "run_compare"]
+__all__ = ["CompareSettings", "compare_command", "run_compare", "seeds_text"]
 
 #: the embedded quick comparison: the six families of the four papers
 DEFAULT_OBJECTIVES = ("ce", "ce+occe", "nonl", "ntce", "lpc", "dl2pa")
@@ -57,6 +57,38 @@ class CompareSettings:
     osr_known: int | None = None
     deepfool_samples: int = 200
     out: str | Path = "runs/compare"
+
+
+def seeds_text(seeds: int) -> str:
+    """``"seed 0"`` for one seed, ``"seeds 0–2"`` for three."""
+    return "seed 0" if seeds == 1 else f"seeds 0–{seeds - 1}"
+
+
+def compare_command(settings: CompareSettings) -> str:
+    """The ``neuralcollapse compare`` command line that reproduces ``settings`` (defaults left out, ``--out``
+    always shown).
+
+    Example:
+        >>> compare_command(CompareSettings(objectives=["ce", "nonl"], seeds=1, epochs=2, out="/tmp/rep"))
+        'neuralcollapse compare --objectives ce,nonl --seeds 1 --epochs 2 --out /tmp/rep'
+    """
+    import shlex
+
+    defaults = CompareSettings()
+    parts = ["neuralcollapse", "compare", "--objectives", ",".join(settings.objectives), "--seeds",
+             str(settings.seeds)]
+    for flag, value in (("--dataset", settings.dataset), ("--model", settings.model), ("--epochs", settings.epochs),
+                        ("--recipe", settings.recipe), ("--ood-set", settings.ood_set),
+                        ("--detectors", ",".join(settings.detectors) if settings.detectors else None),
+                        ("--osr-known", settings.osr_known)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if settings.deepfool_samples != defaults.deepfool_samples:
+        parts += ["--deepfool-samples", str(settings.deepfool_samples)]
+    for key, value in settings.overrides.items():
+        parts += ["--set", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    parts += ["--out", str(settings.out)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _sig4(value: Any) -> str:
@@ -131,35 +163,29 @@ def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print
         start = time.perf_counter()
         log(f"{tag}: training {config.epochs} epochs ({config.model}, {config.head} head, loss {config.loss})")
         _train(config, run_dir)
-        analysis = analyze_run(run_dir, deepfool_samples=settings.deepfool_samples, seed=seed)
+        # analysis.json is written once, at the end: it marks the run (and its open-set run) as done
+        analysis = analyze_run(run_dir, deepfool_samples=settings.deepfool_samples, seed=seed, write=False)
         if ood_set:
-            report = evaluate_checkpoint(run_dir, ood=[ood_set], detectors=settings.detectors)
-            table = {det: next(iter(per_set.values()))["auroc"] for det, per_set in report.get("ood", {}).items()}
-            if table:
-                table["mean"] = sum(table.values()) / len(table)
-            analysis["ood"] = table
-            analysis["ood_set"] = ood_set
-            analysis["ood_skipped"] = report.get("ood_skipped", {})
+            add_ood(analysis, run_dir, ood_set, detectors=settings.detectors)
         if known and known < num_classes:
             osr_dir = out / _folder_name(objective) / f"seed{seed}-osr"
             log(f"{tag}: open-set run on {known} known classes")
             _train(config.replace(osr_known=known, osr_split_seed=seed), osr_dir)
             osr = evaluate_checkpoint(osr_dir, osr=True, detectors=["msp"])["open_set"]
-            analysis["osr"] = {"error": 100 * osr["msp"]["error"], "oscr": 100 * osr["msp"]["oscr"],
-                               "auroc": 100 * osr["msp"]["auroc"]}
+            analysis["osr"] = {"error": osr["msp"]["error"], "oscr": osr["msp"]["oscr"],
+                               "auroc": osr["msp"]["auroc"]}
+            analysis["osr_units"] = "fraction"  # older analyses stored percent
             analysis["osr_known_classes"] = osr["known_classes"]
         (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=1))
         summary = analysis["summary"]
         log(f"{tag}: test accuracy {_sig4(summary.get('test_accuracy'))}, NC1 {_sig4(summary.get('nc1'))}, "
             f"{time.perf_counter() - start:.0f} s")
     run_dirs = [out / _folder_name(o) / f"seed{s}" for o, s in configs]
-    command = (f"neuralcollapse compare --objectives {','.join(settings.objectives)} --seeds {settings.seeds}"
-               + (f" --dataset {settings.dataset}" if settings.dataset else "")
-               + (f" --model {settings.model}" if settings.model else "")
-               + (f" --epochs {settings.epochs}" if settings.epochs else ""))
-    notes = [f"Command: `{command}`",
-             f"Data set {first.dataset}, model {first.model}, {first.epochs} epochs, seeds 0–{settings.seeds - 1}; "
-             f"means ± sample std over seeds. OOD set: {ood_set or 'none'}; open-set split: {known} known classes."]
+    osr_text = f"{known} known classes" if known and known < num_classes else "none"
+    notes = [f"Command: `{compare_command(settings)}`",
+             f"Data set {first.dataset}, model {first.model}, {first.epochs} epochs, {seeds_text(settings.seeds)}"
+             + ("; means ± sample std over seeds" if settings.seeds > 1 else "")
+             + f". OOD set: {ood_set or 'none'}; open-set split: {osr_text}."]
     path = write_report(run_dirs, out / "report", title=f"Objectives compared on {first.dataset}",
                         order=list(settings.objectives), notes=notes)
     log(f"report: {path} and {path.with_suffix('.html')}")
