@@ -190,6 +190,11 @@ def test_bit_flipped_checkpoint_is_refused_and_prev_ckpt_resumes(tmp_path, capsy
     assert last.read_bytes() == corrupt  # the refused resume wrote nothing
     assert load_checkpoint(prev)["epoch"] == 0
 
+    from neuralcollapse.cli import build_parser
+    from neuralcollapse.training.commands import build_train_config
+
+    args = build_parser().parse_args(["train", "--resume", str(run / "prev.ckpt"), "--epochs", "3"])  # shorthand
+    assert build_train_config(args)[1] == prev
     assert main(["train", "--resume", str(prev), "--epochs", "3", "--no-progress"]) == 0  # only when asked
     assert [r["epoch"] for r in _rows(run)] == [1, 2, 3]
     assert (load_checkpoint(prev)["epoch"], load_checkpoint(last)["epoch"]) == (1, 2)

@@ -297,3 +297,9 @@ def test_unwritable_during_run_ignores_unrelated_errors(tmp_path):
         found = unwritable_during_run(err, run, checkpoint=run / "missing.ckpt")
     assert isinstance(found, RunFolderNotWritableError) and found.errno == errno.EROFS
     assert "metrics.json" in str(found) and "Read-only file system" in str(found)
+
+
+def test_run_folder_errors_print_as_their_message():
+    err = RunFolderNotWritableError(errno.EACCES, "run folder 'x' is not writable")
+    assert str(err) == "run folder 'x' is not writable" and err.errno == errno.EACCES
+    assert isinstance(err, OSError) and not isinstance(RunFolderBusyError(errno.EBUSY, "m"), FileNotFoundError)

@@ -182,7 +182,7 @@ def _recovery_hint(path: Path) -> str:
         return "checkpoints are written atomically, so delete it and resume from an older copy, or start again"
     listed = ", ".join(repr(str(p)) for p in present)
     return (
-        f"{'it was not overwritten; ' if path.name == LAST_CHECKPOINT else ''}the older checkpoint(s) {listed} "
+        f"{'it was not overwritten; ' if path.name == LAST_CHECKPOINT else ''}the other checkpoint(s) {listed} "
         f"are kept beside it: resume from one explicitly with `--resume {present[0]}` "
         f"(Python: fit(config, resume={str(present[0])!r}))"
     )

@@ -387,6 +387,9 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
         if resume is True and "out" not in flags:
             raise ValueError("--resume needs the run folder: --resume RUN_DIR, or --out RUN_DIR --resume")
         checkpoint = None
+        if not run_dir.exists() and run_dir.suffix == ".ckpt":  # RUN/prev.ckpt for RUN/checkpoints/prev.ckpt
+            beside = run_dir.parent / "checkpoints" / run_dir.name
+            run_dir = beside if beside.is_file() else run_dir
         if run_dir.is_file():  # a checkpoint path: <run>/checkpoints/last.ckpt, prev.ckpt …
             from .runner import checkpoint_run_dir
 
@@ -465,6 +468,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None), end="")
         return 0
+    from .runfolder import RunFolderError
     from .runfolder import RunFolderError
     from .runner import fit
 

@@ -48,6 +48,9 @@ UNWRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 class RunFolderError(OSError):
     """The run folder cannot be used by this run (in use by another process, or not writable)."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
+        return str(self.strerror) if self.strerror else super().__str__()
+
 
 class RunFolderBusyError(RunFolderError):
     """Another process holds the run folder's lock; the message names its PID."""
