@@ -100,18 +100,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _rotate(path: Path, backups: list[str]) -> None:
+def _rotate(path: Path, backups: list[str], *, verify: bool = True) -> None:
     """Shift the backups of ``path`` one place older and make ``backups[0]`` a copy of ``path``.
 
     Each step is one atomic rename and ``path`` itself is not touched. A ``path`` that fails its integrity
-    check is not backed up: it would push a good backup out.
+    check (``verify``) is not backed up: it would push a good backup out.
     """
     if not backups or not path.is_file():
         return
-    try:
-        verify_checkpoint(path)
-    except CorruptCheckpointError:
-        return
+    if verify:
+        try:
+            verify_checkpoint(path)
+        except CorruptCheckpointError:
+            return
     folder = path.parent
     newest = folder / backups[0]
     if newest.is_file() and os.path.samefile(path, newest):
@@ -122,7 +123,9 @@ def _rotate(path: Path, backups: list[str]) -> None:
     _link_or_copy(path, folder / backups[0])
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike, *, backups: list[str] | tuple[str, ...] = ()) -> Path:
+def atomic_torch_save(
+    obj: Any, path: str | os.PathLike, *, backups: list[str] | tuple[str, ...] = (), verify_previous: bool = True
+) -> Path:
     """``torch.save`` to a temporary file, ``fsync``, then ``os.replace`` onto ``path``.
 
     Args:
@@ -130,6 +133,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, *, backups: list[str] |
         path: the final file.
         backups: file names in ``path``'s folder, newest first, that keep the previous versions of ``path``;
             rotated only once the new file is complete (see the module docstring).
+        verify_previous: CRC-check the previous ``path`` before backing it up (False: it was written by this
+            process, skip the extra read).
 
     Example:
         >>> atomic_torch_save({"state_dict": {}}, "/tmp/nc-doc/last.ckpt", backups=["prev.ckpt"])  # doctest: +SKIP
@@ -144,7 +149,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, *, backups: list[str] |
             handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
-        _rotate(path, list(backups))
+        _rotate(path, list(backups), verify=verify_previous)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -164,11 +169,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self, keep_checkpoints: int = 2) -> None:
         super().__init__()
         self.backups = backup_names(keep_checkpoints)
+        self._written: set[str] = set()  # files this process wrote: no need to CRC-check them again
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"`storage_options` is not supported by {type(self).__name__}; got {storage_options!r}")
-        atomic_torch_save(checkpoint, path, backups=self.backups if Path(path).name == LAST_CHECKPOINT else ())
+        key = os.path.abspath(path)
+        backups = self.backups if Path(path).name == LAST_CHECKPOINT else ()
+        atomic_torch_save(checkpoint, path, backups=backups, verify_previous=key not in self._written)
+        self._written.add(key)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint(path, map_location=map_location or "cpu", required=("state_dict", "epoch"))
