@@ -1,4 +1,5 @@
-"""Benchmarks: ``neuralcollapse bench [losses|metrics|ood|train ...] [--quick]``.
+"""Benchmarks: ``neuralcollapse bench [losses|metrics|ood|train ...] [--quick]``; ``neuralcollapse bench gpu``
+(the one-call GPU check, :mod:`neuralcollapse.bench.gpu`) runs only when named.
 
 Speed and memory targets live here, not in timed tests. Every figure that has a target is reported as a
 ratio against a baseline measured in the same run (same process, same machine, same data), so the result
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["GROUPS", "BenchRow", "format_table", "run_groups", "time_call", "write_results"]
+__all__ = ["EXPLICIT_GROUPS", "GROUPS", "BenchRow", "format_table", "run_groups", "time_call", "write_results"]
 
 #: group name -> modules contributing rows (each has ``run(quick) -> list[BenchRow]``)
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -25,7 +26,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "metrics": ("neuralcollapse.bench.metrics",),
     "ood": ("neuralcollapse.bench.ood",),
     "train": ("neuralcollapse.bench.train",),
+    "gpu": ("neuralcollapse.bench.gpu",),
 }
+#: Groups left out of the default "all": run only when named (the GPU check starts processes and the tests).
+EXPLICIT_GROUPS: tuple[str, ...] = ("gpu",)
 
 
 @dataclass
@@ -107,8 +111,8 @@ def ratio_row(
 
 
 def run_groups(names: Iterable[str] | None = None, *, quick: bool = False) -> list[BenchRow]:
-    """Run the named groups (default: all) and return their rows."""
-    selected = list(names) if names else list(GROUPS)
+    """Run the named groups (default: all but :data:`EXPLICIT_GROUPS`) and return their rows."""
+    selected = list(names) if names else [g for g in GROUPS if g not in EXPLICIT_GROUPS]
     unknown = [n for n in selected if n not in GROUPS]
     if unknown:
         raise ValueError(f"unknown bench group(s) {unknown}; valid: {', '.join(GROUPS)}")
