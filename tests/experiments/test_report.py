@@ -189,7 +189,8 @@ def test_plots_axes_legends_and_error_bars(mixed_report):
     assert bars.get_ylim()[0] <= 0.5
     legend = bars.get_legend()
     assert legend.get_bbox_to_anchor().transformed(bars.transAxes.inverted()).y1 < 0  # below the axes
-    assert "† assumptions violated" in [t.get_text() for t in legend.get_texts()]
+    assert [t.get_text() for t in legend.get_texts()] == ["ce", "nonl", "dl2pa", "† assumptions violated"]
+    assert [h.get_hatch() for h in legend.legend_handles] == [None, None, None, "///"]  # nonl's entry: plain
     assert sum(p.get_hatch() == "///" for p in bars.patches) == 1  # nonl's knn
 
     emb = figures["embeddings.png"]

@@ -591,7 +591,7 @@ def plot_ood_bars(runs: Sequence[Run], order: Sequence[str], out: Path) -> Path 
         pos = x + i * width - 0.4 + width / 2
         means = np.array([values.get(d, (np.nan, 0, 0))[0] for d in detectors], dtype=float)
         colour = styles[objective]["color"]
-        bars = ax.bar(pos, means, width, color=colour, label=objective, edgecolor="white", linewidth=0.5)
+        bars = ax.bar(pos, means, width, color=colour, edgecolor="white", linewidth=0.5)
         for bar, d in zip(bars, detectors):
             if (objective, d) in flagged:
                 bar.set_hatch("///")
@@ -609,7 +609,9 @@ def plot_ood_bars(runs: Sequence[Run], order: Sequence[str], out: Path) -> Path 
     ax.set_ylabel("AUROC")
     ax.set_ylim(max(0.0, min(lows) - 0.05), 1.005)
     ax.set_title("OOD detection per detector (higher is better; dashed: chance 0.5)", fontsize=9)
-    handles, labels = ax.get_legend_handles_labels()
+    # explicit handles: a bar container's legend entry would copy its first bar, which may be hatched
+    handles = [Patch(facecolor=styles[o]["color"]) for o in order]
+    labels = list(order)
     if flagged:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
         labels.append(f"{INAPPLICABLE_MARK} assumptions violated")
