@@ -351,8 +351,7 @@ def print_evaluation(report: dict[str, Any]) -> None:
     if report.get("ood"):
         sets = sorted({s for per in report["ood"].values() for s in per})
         inapplicable = report.get("ood_inapplicable", {})
-        table = Table(title="OOD detection, AUROC / FPR95 (fractions; FPR95 as OpenOOD: the fraction of ID flagged "
-                      "when 0.95 of OOD is detected)" + ("; † assumptions violated" if inapplicable else ""))
+        table = Table(title="OOD detection: AUROC / FPR95")
         table.add_column("detector")
         for s in sets:
             table.add_column(s, justify="right")
@@ -360,6 +359,9 @@ def print_evaluation(report: dict[str, Any]) -> None:
             table.add_row(det + (" †" if det in inapplicable else ""),
                           *[f"{per[s]['auroc']:.4f} / {per[s]['fpr95']:.4f}" if s in per else "" for s in sets])
         console.print(table)
+        console.print("fractions; FPR95 as OpenOOD: the fraction of ID samples flagged when 0.95 of the OOD samples "
+                      "are detected" + ("; † the detector's assumptions do not hold for these features"
+                                        if inapplicable else ""), style="dim", highlight=False, soft_wrap=True)
         for det, why in report.get("ood_skipped", {}).items():
             console.print(f"[dim]skipped {det}: {why}[/dim]")
         for why in inapplicable.values():
