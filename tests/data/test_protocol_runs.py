@@ -93,9 +93,11 @@ def test_protocol_errors(fashion_osr_run):
         evaluate_checkpoint(fashion_osr_run.run_dir, protocol="fashionmnist-occe", verify=False)
     with pytest.raises(ValueError, match="protocol 'digits' is for data set 'digits', not 'fashionmnist'"):
         evaluate_checkpoint(fashion_osr_run.run_dir, protocol="digits", verify=False)
-    # the run's files are synthetic: with verification on they are refused, naming the file
+    # the run's files are synthetic: with verification on they are refused, naming the file; by default the
+    # run's own setting (trained with verify_data=False) applies
     with pytest.raises(ncd.DatasetChecksumError, match="train-images-idx3-ubyte.gz is not the official"):
-        evaluate_checkpoint(fashion_osr_run.run_dir, protocol="none")
+        evaluate_checkpoint(fashion_osr_run.run_dir, protocol="none", verify=True)
+    assert evaluate_checkpoint(fashion_osr_run.run_dir, protocol="none")["closed_set"]["samples"] == 60
 
 
 def test_open_set_skipped_for_a_run_on_all_classes(tmp_path):
@@ -111,7 +113,8 @@ def test_open_set_skipped_for_a_run_on_all_classes(tmp_path):
 def test_evaluate_cli_protocol_and_no_verify(fashion_osr_run, monkeypatch, capsys):
     monkeypatch.setattr(datasets, "_find_package_dir", lambda name: [])
     run = str(fashion_osr_run.run_dir)
-    assert main(["evaluate", "--checkpoint", run, "--protocol", "fashionmnist", "--detectors", "msp"]) == 2
+    assert main(["evaluate", "--checkpoint", run, "--protocol", "fashionmnist", "--verify", "--detectors",
+                 "msp"]) == 2
     assert "is not the official Fashion-MNIST file" in capsys.readouterr().err  # synthetic files refused
     with pytest.warns(UserWarning, match="mnist5k"):
         code = main(["evaluate", "--checkpoint", run, "--protocol", "fashionmnist", "--no-verify", "--detectors",

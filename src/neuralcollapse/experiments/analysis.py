@@ -219,9 +219,14 @@ def analyze_run(
     return result
 
 
-def add_ood(analysis: dict[str, Any], run_dir: str | Path, ood_set: str, *, detectors: Sequence[str] | None = None,
-            device: str | None = None) -> dict[str, Any]:
+def add_ood(analysis: dict[str, Any], run_dir: str | Path, ood_set: str | Sequence[str] = (), *,
+            detectors: Sequence[str] | None = None, device: str | None = None,
+            protocol: str | None = None) -> dict[str, Any]:
     """Add the ``ood`` section (AUROC per detector against ``ood_set``) to an analysis dict, in place.
+
+    ``ood_set`` is one set or several; ``protocol`` (a name of ``data.PROTOCOLS``) adds its OOD sets, its
+    optional ones (MNIST-5k) skipped when unavailable and listed in ``ood_unavailable`` (name → why). ``ood`` and
+    ``ood_set`` describe the first set evaluated (the headline); ``ood_sets`` holds every set's table.
 
     Detectors whose assumptions the run's features violate (:meth:`neuralcollapse.ood.Detector.applicable`) are
     kept in ``ood`` but listed in ``ood_inapplicable`` (name → reason) and left out of ``ood["mean"]``;
@@ -232,14 +237,23 @@ def add_ood(analysis: dict[str, Any], run_dir: str | Path, ood_set: str, *, dete
     """
     from ..training.evaluation import evaluate_checkpoint
 
-    report = evaluate_checkpoint(run_dir, ood=[ood_set], detectors=detectors, device=device)
-    table = {det: next(iter(per_set.values()))["auroc"] for det, per_set in report.get("ood", {}).items()}
+    sets = [ood_set] if isinstance(ood_set, str) else list(ood_set)
+    report = evaluate_checkpoint(run_dir, ood=sets, detectors=detectors, device=device, protocol=protocol)
     inapplicable = report.get("ood_inapplicable", {})
-    kept = [v for det, v in table.items() if det not in inapplicable]
-    if kept:
-        table["mean"] = sum(kept) / len(kept)
-    analysis.update(ood=table, ood_set=ood_set, ood_skipped=report.get("ood_skipped", {}),
-                    ood_inapplicable=inapplicable)
+    tables: dict[str, dict[str, float]] = {}  # set → detector → AUROC, in the order the sets were evaluated
+    for det, per_set in report.get("ood", {}).items():
+        for name, values in per_set.items():
+            tables.setdefault(name, {})[det] = values["auroc"]
+    for table in tables.values():
+        kept = [v for det, v in table.items() if det not in inapplicable]
+        if kept:
+            table["mean"] = sum(kept) / len(kept)
+    headline = next(iter(tables), "")
+    analysis.update(ood=tables.get(headline, {}), ood_set=headline, ood_sets=tables,
+                    ood_skipped=report.get("ood_skipped", {}), ood_inapplicable=inapplicable,
+                    ood_unavailable=report.get("ood_unavailable", {}))
+    if protocol is not None:
+        analysis["protocol"] = report.get("protocol", {}).get("name", protocol)
     return analysis
 
 
@@ -274,7 +288,7 @@ def analyze_missing(paths: Iterable[str | Path], *, ood_set: str | None = None,
         >>> analyze_missing(["runs/quick"])  # doctest: +SKIP
         analysing runs/quick (no analysis.json yet): ...
     """
-    from .compare import DEFAULT_OOD_SET
+    from ..data.protocols import PROTOCOLS, resolve_protocol
 
     targets: list[Path] = []
     for p in map(Path, paths):
@@ -297,10 +311,15 @@ def analyze_missing(paths: Iterable[str | Path], *, ood_set: str | None = None,
         log(f"analysing {run} (no {ANALYSIS_FILE} yet): accuracy, neural collapse, latent geometry, DeepFool, "
             "independence deficit")
         analysis = analyze_run(run, deepfool_samples=deepfool_samples, device=device, write=False)
-        target_set = DEFAULT_OOD_SET.get(analysis["dataset"], "") if ood_set is None else ood_set
-        if target_set:
-            log(f"analysing {run}: OOD detection against {target_set}")
-            add_ood(analysis, run, target_set, detectors=detectors, device=device)
+        if ood_set is None:  # the data set's default protocol: all its OOD sets, optional ones if available
+            protocol = resolve_protocol(None, analysis["dataset"])
+            if protocol.ood_sets and protocol.name in PROTOCOLS:
+                log(f"analysing {run}: OOD detection against {', '.join(protocol.ood_sets)} "
+                    f"(protocol {protocol.name})")
+                add_ood(analysis, run, protocol=protocol.name, detectors=detectors, device=device)
+        elif ood_set:
+            log(f"analysing {run}: OOD detection against {ood_set}")
+            add_ood(analysis, run, ood_set, detectors=detectors, device=device)
         (run / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=1))
     return list(dict.fromkeys(targets))
 

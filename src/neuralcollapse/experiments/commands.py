@@ -31,8 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="backbone (default: the trainer's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the trainer's)")
     p.add_argument("--recipe", default=None, help="recipe applied to every run before the objective")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help="evaluation protocol: its OOD sets and open-set split (default: the data set's, e.g. "
+                        "fashionmnist: MNIST-5k + Gaussian/uniform noise, 6 known / 4 unknown classes; 'none')")
     p.add_argument("--ood-set", "--ood", dest="ood_set", default=None, metavar="DATASET",
-                   help="the OOD test set of the detector table ('' disables; default per data set)")
+                   help="one OOD test set replacing the protocol's ('' disables)")
     p.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
                    help="OOD detectors, space- or comma-separated (default: the OCCE paper's ten)")
     p.add_argument("--osr-known", type=int, default=None, help="known classes of the open-set run (0 disables)")
@@ -73,6 +76,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             recipe=args.recipe,
             overrides=dict(parse_setting(s) for s in args.settings),
+            protocol=args.protocol,
             ood_set=ood_sets[0] if ood_sets else args.ood_set,
             detectors=split_list(args.detectors),
             osr_known=args.osr_known,

@@ -2,8 +2,10 @@
 
 ``neuralcollapse compare --objectives ce,ce+occe,nonl,ntce,lpc,dl2pa --seeds 3`` trains every objective
 with the same data, backbone, epochs and seeds, analyses each run (:mod:`.analysis`), evaluates OOD
-detection against one OOD set and open-set recognition on a known/unknown class split (a second run per
-objective and seed, trained on the known classes), and writes the report (:mod:`.report`). Finished runs
+detection against the OOD sets of the evaluation protocol (:mod:`neuralcollapse.data.protocols`; default the
+data set's, e.g. MNIST-5k + noise for Fashion-MNIST) and open-set recognition on its seeded known/unknown class
+split (a second run per objective and seed, trained on the known classes), and writes the report
+(:mod:`.report`). Finished runs
 are skipped and interrupted ones resumed, so re-running the same command continues where it stopped.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.protocols import DEFAULT_PROTOCOLS, PROTOCOLS, resolve_protocol
 from .analysis import ANALYSIS_FILE, add_ood, analyze_run
 from .report import write_report
 
@@ -23,11 +26,8 @@ __all__ = ["CompareSettings", "compare_command", "run_compare", "seeds_text"]
 
 #: the embedded quick comparison: the six families of the four papers
 DEFAULT_OBJECTIVES = ("ce", "ce+occe", "nonl", "ntce", "lpc", "dl2pa")
-#: OOD sets used by default for each ID data set
-DEFAULT_OOD_SET = {"digits": "digits-ood", "mnist": "fashionmnist", "fashionmnist": "mnist", "cifar10": "svhn",
-                   "cifar100": "svhn", "tinyimagenet": "svhn"}
-#: fraction of the classes that are "known" in the default open-set split (FashionMNIST 4/10 … 6/10 here)
-DEFAULT_KNOWN_FRACTION = 0.6
+#: the headline OOD set of each data set's default protocol (data.protocols; compare evaluates all its sets)
+DEFAULT_OOD_SET = {d: PROTOCOLS[p].ood_sets[0] for d, p in DEFAULT_PROTOCOLS.items() if PROTOCOLS[p].ood_sets}
 
 
 @dataclass
@@ -39,9 +39,13 @@ class CompareSettings:
         seeds: number of seeds (0 … seeds−1), matched across objectives.
         dataset, model, epochs, recipe: shared run settings (None = the trainer's defaults / the recipe's).
         overrides: further TrainConfig fields applied to every run (e.g. ``{"batch_size": 64}``).
-        ood_set: OOD test set for the detector table (default per data set; "" disables).
+        protocol: the evaluation protocol (a name of ``data.PROTOCOLS``; None = the data set's default, "none" =
+            no OOD sets and no open set): its OOD sets (optional ones skipped with a warning when unavailable)
+            and its open-set split.
+        ood_set: one OOD test set replacing the protocol's ("" disables OOD detection).
         detectors: OOD detectors (default: the OCCE paper's ten).
-        osr_known: known classes of the open-set run (default 60 % of the classes; 0 disables).
+        osr_known: known classes of the open-set run (default: the protocol's, else 60 % of the classes; 0
+            disables).
         out: the comparison folder; runs go to ``out/<objective>/seed<k>[-osr]``, the report to ``out/report``.
     """
 
@@ -52,6 +56,7 @@ class CompareSettings:
     epochs: int | None = None
     recipe: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    protocol: str | None = None
     ood_set: str | None = None
     detectors: Sequence[str] | None = None
     osr_known: int | None = None
@@ -78,7 +83,8 @@ def compare_command(settings: CompareSettings) -> str:
     parts = ["neuralcollapse", "compare", "--objectives", ",".join(settings.objectives), "--seeds",
              str(settings.seeds)]
     for flag, value in (("--dataset", settings.dataset), ("--model", settings.model), ("--epochs", settings.epochs),
-                        ("--recipe", settings.recipe), ("--ood-set", settings.ood_set),
+                        ("--recipe", settings.recipe), ("--protocol", settings.protocol),
+                        ("--ood-set", settings.ood_set),
                         ("--detectors", ",".join(settings.detectors) if settings.detectors else None),
                         ("--osr-known", settings.osr_known)):
         if value is not None:
@@ -147,12 +153,19 @@ def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print
     out = Path(settings.out)
     configs = {(o, s): _base_config(settings, o, s) for o in settings.objectives for s in range(settings.seeds)}
     first = next(iter(configs.values()))
-    ood_set = DEFAULT_OOD_SET.get(first.dataset, "") if settings.ood_set is None else settings.ood_set
     from .. import data as ncdata
 
-    num_classes = ncdata.create(first.dataset, root=first.data_dir).num_classes
-    known = settings.osr_known if settings.osr_known is not None else max(2, round(DEFAULT_KNOWN_FRACTION *
-                                                                                     num_classes))
+    full = ncdata.create(first.dataset, root=first.data_dir, verify=first.verify_data)
+    num_classes = full.num_classes
+    protocol = resolve_protocol(settings.protocol, first.dataset, num_classes=num_classes,
+                                class_names=full.class_names)
+    if settings.ood_set is not None:  # one explicit set replaces the protocol's ("" = none)
+        ood_sets, ood_protocol = ([settings.ood_set] if settings.ood_set else []), None
+    else:  # the protocol's sets, evaluated through it (its optional sets are skipped when unavailable)
+        ood_sets = list(protocol.ood_sets)
+        ood_protocol = protocol.name if protocol.name in PROTOCOLS else None
+    known = settings.osr_known if settings.osr_known is not None else (protocol.osr_known or 0)
+    del full
     total = len(configs)
     for i, ((objective, seed), config) in enumerate(configs.items(), start=1):
         run_dir = out / _folder_name(objective) / f"seed{seed}"
@@ -165,8 +178,9 @@ def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print
         _train(config, run_dir)
         # analysis.json is written once, at the end: it marks the run (and its open-set run) as done
         analysis = analyze_run(run_dir, deepfool_samples=settings.deepfool_samples, seed=seed, write=False)
-        if ood_set:
-            add_ood(analysis, run_dir, ood_set, detectors=settings.detectors)
+        if ood_sets:
+            add_ood(analysis, run_dir, [] if ood_protocol else ood_sets, protocol=ood_protocol,
+                    detectors=settings.detectors)
         if known and known < num_classes:
             osr_dir = out / _folder_name(objective) / f"seed{seed}-osr"
             log(f"{tag}: open-set run on {known} known classes")
@@ -176,12 +190,26 @@ def run_compare(settings: CompareSettings, *, log: Callable[[str], None] = print
                                "auroc": osr["msp"]["auroc"]}
             analysis["osr_units"] = "fraction"  # older analyses stored percent
             analysis["osr_known_classes"] = osr["known_classes"]
+            analysis["osr_known_names"] = osr.get("known_names")
+            analysis["osr_unknown_names"] = osr.get("unknown_names")
         (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=1))
         summary = analysis["summary"]
         log(f"{tag}: test accuracy {_sig4(summary.get('test_accuracy'))}, NC1 {_sig4(summary.get('nc1'))}, "
             f"{time.perf_counter() - start:.0f} s")
     run_dirs = [out / _folder_name(o) / f"seed{s}" for o, s in configs]
-    osr_text = f"{known} known classes" if known and known < num_classes else "none"
+    osr_text = "none"
+    if known and known < num_classes:
+        osr_text = (f"{known} known / {num_classes - known} unknown classes, seeded (seed s trains on split s"
+                    + (f"; seed 0 knows {', '.join(protocol.osr_split(0).known_names)}"
+                       if protocol.osr_known == known and protocol.class_names else "") + ")")
+    unavailable: dict[str, str] = {}
+    for run_dir in run_dirs:
+        if (run_dir / ANALYSIS_FILE).is_file():
+            unavailable.update(json.loads((run_dir / ANALYSIS_FILE).read_text()).get("ood_unavailable") or {})
+    ood_set = ", ".join(ood_sets) + (f" (protocol {protocol.name})" if ood_protocol else "")
+    if unavailable:
+        ood_set += "; not available, skipped: " + "; ".join(
+            f"{name} ({why.splitlines()[0]})" for name, why in unavailable.items())
     notes = [f"Command: `{compare_command(settings)}`",
              f"Data set {first.dataset}, model {first.model}, {first.epochs} epochs, {seeds_text(settings.seeds)}"
              + ("; means ± sample std over seeds" if settings.seeds > 1 else "")

@@ -307,8 +307,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="a named OOD / open-set protocol: its OOD sets (added to --ood) and, for a run trained "
                                "with --osr-known, its open set; 'default' = the data set's (fashionmnist: MNIST-5k, "
                                "Gaussian and uniform noise, 6/4 classes), 'none'; see the guide, section 10.4")
-    evaluate.add_argument("--no-verify", dest="verify", action="store_false",
-                          help="do not check known data files against their published digests")
+    evaluate.add_argument("--verify", dest="verify", action=argparse.BooleanOptionalAction, default=None,
+                          help="check known data files against their published digests (default: as the run was "
+                               "trained; --no-verify for deliberately edited files)")
     evaluate.set_defaults(func=_run_evaluate)
 
     recipes = subparsers.add_parser("recipes", help="list the paper recipes")

@@ -163,7 +163,7 @@ def evaluate_checkpoint(
     detectors: Sequence[str] | None = None,
     data_dir: str | None = None,
     download: bool = False,
-    verify: bool = True,
+    verify: bool | None = None,
     protocol: str | None = None,
     batch_size: int = 512,
     device: str | None = None,
@@ -178,7 +178,8 @@ def evaluate_checkpoint(
         osr: open-set metrics (the run must have been trained with ``osr_known``).
         detectors: OOD detectors (default :data:`DEFAULT_DETECTORS`; ``ood.names()`` lists all).
         data_dir, download: where the data are (default: the run's ``data_dir``).
-        verify: check known data files against their digests (False = ``--no-verify``).
+        verify: check known data files against their digests (default: as the run was trained, its
+            ``verify_data``; False = ``--no-verify``).
         protocol: a named evaluation protocol (:mod:`neuralcollapse.data.protocols`; "default" = the data
             set's): adds its OOD sets to ``ood`` — its optional ones (MNIST-5k) are skipped with a warning when
             unavailable and listed under ``ood_unavailable`` — and, for a run trained with ``osr_known``, the
@@ -205,6 +206,7 @@ def evaluate_checkpoint(
     say = log if log is not None else (lambda text: None)
     say(f"loading {path}")
     module, config, epoch = load_module(path, device)
+    verify = config.verify_data if verify is None else verify
     if osr and config.osr_known is None:
         raise ValueError("--osr needs a run trained on known classes (--osr-known K); this run used all classes")
     ood = list(ood)
