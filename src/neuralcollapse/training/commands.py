@@ -468,8 +468,14 @@ def _run_train(args: argparse.Namespace) -> int:
         import yaml
 
         print(yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None), end="")
+        if config.gamma_schedule is not None:
+            from .config import describe_gamma_pacing
+
+            try:
+                print(f"# {describe_gamma_pacing(config)}")
+            except (ValueError, FileNotFoundError) as err:  # the data are not at hand: say so, keep the config
+                print(f"# γ pacing: not resolved ({err})")
         return 0
-    from .runfolder import RunFolderError
     from .runfolder import RunFolderError
     from .runner import fit
 

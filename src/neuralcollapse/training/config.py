@@ -33,6 +33,7 @@ __all__ = [
     "build_margin_schedule",
     "check_gamma_pace",
     "config_diff",
+    "describe_gamma_pacing",
     "load_config",
     "merge_settings",
     "paced_gamma_schedule",
@@ -662,6 +663,33 @@ def paced_gamma_schedule(config: TrainConfig) -> tuple[Any, bool]:
     if pace != "epoch":
         return schedule.with_period(pace), False
     return schedule, False
+
+
+def describe_gamma_pacing(config: TrainConfig, *, train_size: int | None = None) -> str:
+    """One line on how the run's γ schedule is paced and whether it reaches its final γ (``--print-config``).
+
+    ``train_size`` defaults to the size of the run's training split (the data are loaded to count it)."""
+    if config.gamma_schedule is None:
+        return "γ schedule: none (constant term weights)"
+    if train_size is None:
+        from .datamodule import CollapseDataModule
+
+        train_size = CollapseDataModule(config).load().train_size
+    per_rank = math.ceil(train_size / max(int(config.devices) if str(config.devices).isdigit() else 1, 1))
+    steps_per_epoch = max(per_rank // config.batch_size, 1) if per_rank % config.batch_size == 1 else max(
+        math.ceil(per_rank / config.batch_size), 1)
+    if isinstance(config.limit_train_batches, int) and not isinstance(config.limit_train_batches, bool):
+        steps_per_epoch = min(steps_per_epoch, config.limit_train_batches)
+    schedule, auto = paced_gamma_schedule(config)
+    total = steps_per_epoch * config.epochs
+    prefix = "γ pacing"
+    if auto:
+        from ..schedules import auto_period
+
+        schedule = schedule.with_period(auto_period(schedule, total))
+        prefix = "γ pacing (auto)"
+    text = schedule.describe(steps_per_epoch=steps_per_epoch, epochs=config.epochs)
+    return f"{prefix}: {text}; {steps_per_epoch} optimizer steps per epoch, {total} in the run"
 
 
 def build_margin_schedule(spec: str | Mapping[str, Any], term: str = "arcface") -> Any:
