@@ -8,7 +8,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuralcollapse.heads import assign_prototypes, update_class_representatives
+from neuralcollapse.heads import (
+    assign_prototypes,
+    check_assignments_per_epoch,
+    matching_cosine,
+    reassignment_batches,
+    update_class_representatives,
+)
 
 
 def _unit(x):
@@ -129,3 +135,50 @@ def test_momentum_update_errors():
     bad[0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"`features` contains 1 NaN or Inf"):
         update_class_representatives(Q, bad, TARGET)
+
+
+def test_first_observation_replaces_the_placeholder_row():
+    observed = torch.tensor([True, False, False])
+    before = observed.clone()
+    new = update_class_representatives(Q, FEATURES, TARGET, observed=observed)
+    s = 1 / np.sqrt(2)
+    mean0 = (np.array([0.6, 0.8]) + np.array([s, s])) / 2
+    row0 = 0.9 * np.array([1.0, 0.0]) + 0.1 * mean0  # observed: momentum as usual
+    mean2 = (np.array([0.0, -1.0]) + np.array([-1.0, 0.0])) / 2  # unobserved: the normalised batch mean as is
+    expected = np.stack([row0 / np.linalg.norm(row0), [0.0, 1.0], mean2 / np.linalg.norm(mean2)])
+    np.testing.assert_allclose(new.numpy(), expected, rtol=0, atol=1e-12)
+    assert torch.equal(observed, before)
+    compat = update_class_representatives(Q, FEATURES, TARGET, reference_compat=True, observed=observed)
+    np.testing.assert_allclose(compat[2].numpy(), [-1.0, 0.0], atol=1e-12)  # the last sample of class 2
+    np.testing.assert_allclose(compat[1].numpy(), [0.0, 1.0], atol=1e-12)  # absent: unchanged
+    everything = update_class_representatives(Q, FEATURES, TARGET, observed=torch.ones(3, dtype=torch.bool))
+    torch.testing.assert_close(everything, update_class_representatives(Q, FEATURES, TARGET), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"`observed` must be a bool tensor of shape \(3,\); got torch.int64"):
+        update_class_representatives(Q, FEATURES, TARGET, observed=torch.ones(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"`observed` must be a bool tensor of shape \(3,\); got list"):
+        update_class_representatives(Q, FEATURES, TARGET, observed=[True, True, True])
+
+
+def test_matching_cosine_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    p = torch.tensor([[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    assert matching_cosine(q, p, torch.tensor([1, 0, 2])) == pytest.approx(1.0 + 1.0 - 0.6, abs=1e-12)
+    assert matching_cosine(q, p, torch.tensor([2, 1, 0])) == pytest.approx(-1.0 + 0.0 + 0.8, abs=1e-12)
+
+
+def test_assignments_per_epoch_and_batch_schedule():
+    assert [check_assignments_per_epoch(v) for v in (0.1, 0.25, 1, 3, 10.0)] == [0.1, 0.25, 1.0, 3.0, 10.0]
+    for bad in (0, -1, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match=r"`assignments_per_epoch` must be a number > 0"):
+            check_assignments_per_epoch(bad)
+    for bad in (1.5, 0.3, 0.15):
+        with pytest.raises(ValueError, match=r"must be a whole number \(updates per epoch\) or 1/n"):
+            check_assignments_per_epoch(bad)
+    # j·N/ν rounded half up, minus one (0-indexed batches); the last is always the epoch's last batch
+    assert reassignment_batches(1, 10) == [9]
+    assert reassignment_batches(4, 10) == [2, 4, 7, 9]  # 2.5, 5, 7.5, 10
+    assert reassignment_batches(10, 79) == [7, 15, 23, 31, 39, 46, 54, 62, 70, 78]
+    assert reassignment_batches(8, 3) == [0, 1, 2]  # more updates than batches: one per batch
+    assert reassignment_batches(0.5, 10) == []  # ν < 1: epoch cadence, not batches
+    with pytest.raises(ValueError, match=r"`batches_per_epoch` must be >= 1"):
+        reassignment_batches(2, 0)

@@ -78,3 +78,44 @@ def test_hyperparameters_validated():
         ood.create("relation", threshold=-0.1)
     with pytest.raises(ValueError, match="`chunk_elements` must be >= 1"):
         ood.create("relation", chunk_elements=0)
+
+
+def _collapsed_clusters(k=10, d=12, n=20, seed=0):
+    """ID: features collapsed onto k simplex-like directions; OOD: points between three of them."""
+    gen = torch.Generator().manual_seed(seed)
+    protos = torch.nn.functional.normalize(torch.randn(k, d, generator=gen), dim=1)
+    protos = torch.linalg.qr(protos.T)[0].T[:k]  # orthonormal directions: cosine 0 between classes
+    labels = torch.arange(k).repeat(n)
+    train = torch.nn.functional.normalize(protos[labels] + 0.05 * torch.randn(len(labels), d, generator=gen), dim=1)
+    test = torch.nn.functional.normalize(protos[labels[:k * 4]] + 0.05 * torch.randn(k * 4, d, generator=gen), dim=1)
+    mix = torch.stack([protos[torch.randperm(k, generator=gen)[:3]].sum(0) for _ in range(k * 4)])
+    ood_x = torch.nn.functional.normalize(mix + 0.05 * torch.randn(k * 4, d, generator=gen), dim=1)
+    return protos, train, test, ood_x
+
+
+def test_flat_softmax_of_cosine_logits_inverts_relation():
+    """Why `relation` does not apply to the prototype head: with logits = raw cosines every p_iᵀp_j ≈ 1/K passes
+    the threshold and the score is Σ_j max(cos_ij, 0)/K, higher between collapsed clusters (OOD) than on one."""
+    protos, train, test, ood_x = _collapsed_clusters()
+    for scale, inverted in ((1.0, True), (16.0, False)):
+        det = ood.create("relation").fit(features=train, logits=scale * train @ protos.T)
+        s_id = det.score(features=test, logits=scale * test @ protos.T)
+        s_ood = det.score(features=ood_x, logits=scale * ood_x @ protos.T)
+        auroc = ood.evaluate(s_id, s_ood)["auroc"]
+        assert (auroc < 0.05) if inverted else (auroc > 0.95), (scale, auroc)
+    # by hand at scale 1, K = 10 orthonormal prototypes: a feature on prototype 0 has logits e_0, softmax
+    # (e, 1, …, 1)/(e + 9): max 0.232 and p·p = (e² + 9)/(e + 9)² = 0.119 > 0.03 even against a different class
+    p = torch.softmax(protos[0] @ protos.T, 0)
+    e = float(torch.e)
+    assert float(p.max()) == pytest.approx(e / (e + 9), abs=1e-6)
+    assert float(p @ p) == pytest.approx((e * e + 9) / (e + 9) ** 2, abs=1e-6)
+    assert float(p @ torch.softmax(protos[1] @ protos.T, 0)) == pytest.approx((2 * e + 8) / (e + 9) ** 2, abs=1e-6)
+
+
+def test_relation_is_not_applicable_to_the_prototype_head():
+    for head in ("prototypes", "dl2pa", "Hyperspherical"):
+        ok, why = ood.get("relation").applicable(head=head)
+        assert not ok and why.startswith("relation assumes logits trained through a softmax (peaked softmax); the")
+    for head in (None, "linear", "cosine", "etf", "lpc"):
+        assert ood.get("relation").applicable(head=head) == (True, "")
+    assert "relation" in {n for n in ood.names() if "peaked_softmax" in ood.get(n).assumptions}

@@ -16,12 +16,24 @@ None), where d' is the width of ``HeadOutput.features``; normalised and fixed he
 | ``class_mean`` | :class:`ClassMeanPrototypes` | fitted class-mean prototypes (SCL phase 2) |
 
 Functions: :func:`simplex_etf`, :func:`optimize_prototypes`, :func:`prototype_stats`,
-:func:`assign_prototypes`, :func:`update_class_representatives`, :func:`dual_head_scores`,
+:func:`assign_prototypes`, :func:`update_class_representatives`, :func:`matching_cosine`,
+:func:`reassignment_batches`, :func:`dual_head_scores`,
 :func:`dual_head_probabilities`, :func:`lpc_latent_dim`.
 """
 
 from ._base import HEADS, Head, create, names
-from .assignment import DEFAULT_MOMENTUM, assign_prototypes, update_class_representatives
+from .assignment import (
+    DEFAULT_ASSIGNMENTS_PER_EPOCH,
+    DEFAULT_INITIAL_ASSIGNMENT,
+    DEFAULT_MOMENTUM,
+    DEFAULT_WARMUP_ITERATIONS,
+    INITIAL_ASSIGNMENTS,
+    assign_prototypes,
+    check_assignments_per_epoch,
+    matching_cosine,
+    reassignment_batches,
+    update_class_representatives,
+)
 from .class_mean import ClassMeanPrototypes
 from .cosine import DEFAULT_TEMPERATURE, CosineHead
 from .dual import DUAL_PREDICTIONS, DualHead, dual_head_probabilities, dual_head_scores
@@ -32,10 +44,14 @@ from .lpc import LPC_WIDTHS, LPCBottleneckHead, lpc_latent_dim
 from .prototypes import PROTOTYPE_METHODS, optimize_prototypes, prototype_stats
 
 __all__ = [
+    "DEFAULT_ASSIGNMENTS_PER_EPOCH",
+    "DEFAULT_INITIAL_ASSIGNMENT",
     "DEFAULT_MOMENTUM",
     "DEFAULT_TEMPERATURE",
+    "DEFAULT_WARMUP_ITERATIONS",
     "DUAL_PREDICTIONS",
     "HEADS",
+    "INITIAL_ASSIGNMENTS",
     "LPC_WIDTHS",
     "PROTOTYPE_METHODS",
     "ClassMeanPrototypes",
@@ -47,13 +63,16 @@ __all__ = [
     "LPCBottleneckHead",
     "LinearHead",
     "assign_prototypes",
+    "check_assignments_per_epoch",
     "create",
     "dual_head_probabilities",
     "dual_head_scores",
     "lpc_latent_dim",
+    "matching_cosine",
     "names",
     "optimize_prototypes",
     "prototype_stats",
+    "reassignment_batches",
     "simplex_etf",
     "update_class_representatives",
 ]

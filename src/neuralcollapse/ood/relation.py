@@ -16,6 +16,16 @@ The training set is sorted by predicted class at fit, the cheap K-dimensional pr
 first, and the D-dimensional feature products only for the test rows that need a class block — for
 confident classifiers most pairs of different predicted classes are skipped. The reference normalises the
 caller's features in place; here nothing is modified.
+
+**Assumption: softmax(z) is peaked** (z trained through a softmax). The edge weight p_iᵀp_j is what keeps
+pairs of different classes out of the sum. The prototype head (DL2PA / HPN) emits raw cosines in [−1, 1] and
+is trained without a softmax: its softmax is nearly uniform (mean max 0.19–0.25 on digits, K = 10), every
+p_iᵀp_j ≈ 1/K passes the 0.03 threshold, and the score becomes Σ_j max(cos_ij, 0)/K — larger for a point
+between several collapsed class clusters (OOD) than for a point on one of them. Measured on digits vs
+digits-ood: AUROC 0.10 (d = 256 without the projection, all features in one orthant), 0.31 (d = 256) and
+0.35 (d = 3); the same features with the logits ×5 give 0.97 / 0.65, and OpenOOD's formula gives the same
+numbers to four digits (docs/reproductions.md, "DL2PA"). ``Relation.applicable(head="prototypes")`` is
+therefore False (``neuralcollapse evaluate`` lists it under ``ood_inapplicable``).
 """
 
 from __future__ import annotations
@@ -30,10 +40,11 @@ from torch import Tensor
 
 from .._validation import check_positive
 from ._utils import check_int
-from .base import Detector, Requires
+from .base import ASSUMPTIONS, Assumption, Detector, Requires
 from .registry import register_detector
 
 __all__ = [
+    "COSINE_LOGIT_HEADS",
     "DEFAULT_CHUNK_ELEMENTS",
     "DEFAULT_POW",
     "DEFAULT_THRESHOLD",
@@ -59,6 +70,20 @@ RELATION_WARN_PAIRS = 5e9
 _PRUNE_MARGIN = 1e-3
 #: below this fraction of needed rows a block's feature product is computed on the gathered rows only
 _SPARSE_ROWS = 0.5
+
+
+#: Heads whose logits are unscaled cosines never trained through a softmax (DL2PA / HPN prototypes; aliases too)
+COSINE_LOGIT_HEADS = frozenset({"prototypes", "dl2pa", "hyperspherical"})
+
+
+def _flat_softmax(features: Tensor | None, head: str | None) -> str | None:
+    if head is not None and head.strip().lower() in COSINE_LOGIT_HEADS:
+        return (f"the '{head}' head's logits are raw cosines in [-1, 1] (no softmax in its loss), so softmax(z) is "
+                "nearly uniform and every pair passes the relation threshold")
+    return None
+
+
+ASSUMPTIONS.setdefault("peaked_softmax", Assumption("logits trained through a softmax (peaked softmax)", _flat_softmax))
 
 
 def _normalise(features: Tensor) -> Tensor:
@@ -89,6 +114,7 @@ class Relation(Detector):
     """
 
     requires = Requires(fit=("features", "logits"), score=("features", "logits"))
+    assumptions = ("peaked_softmax",)  # p_iᵀp_j must separate classes (see the module docstring)
     defaults = MappingProxyType(
         {"pow": DEFAULT_POW, "threshold": DEFAULT_THRESHOLD, "chunk_elements": DEFAULT_CHUNK_ELEMENTS}
     )

@@ -357,8 +357,10 @@ class CollapseModule(L.LightningModule):
         self.finalize_train_epoch()
 
     def add_to_record(self, values: Mapping[str, float]) -> None:
-        """Add metrics computed elsewhere (callbacks: γ, re-assignments, geometry) to this epoch's record."""
-        self._record.update({str(k): float(v) for k, v in values.items()})
+        """Add metrics computed elsewhere (callbacks: γ, re-assignments, geometry) to this epoch's record.
+        Values are floats, except lists (e.g. DL2PA's ``dl2pa/assignment``), kept as lists of numbers."""
+        self._record.update({str(k): [float(x) if isinstance(x, float) else x for x in v] if isinstance(v, list)
+                             else float(v) for k, v in values.items()})
 
     def epoch_record(self) -> dict[str, float]:
         """All metrics of the current epoch so far (train, evaluation, NC), as floats."""

@@ -56,20 +56,22 @@ OBJECTIVES: dict[str, ObjectivePreset] = {
                 loss="cosface", loss_kwargs={}),
         _preset("supcon", "CE + single-view batch SupCon on the features, τ = 0.05 (LPC's SCL baseline)",
                 head="linear", head_kwargs={}, loss="ce+supcon", loss_kwargs={"supcon": {"temperature": 0.05}}),
-        _preset("lpc", "latent point collapse: linear bottleneck, CE + γ·P(h), γ schedule 'lpc-paper', SiLU, "
+        _preset("lpc", "latent point collapse: linear bottleneck, CE + γ·P(h), γ schedule 'lpc-paper' paced in "
+                "optimizer steps to reach γ = 1e6 within the run (at most the paper's 391 steps per ×1.05), SiLU, "
                 "AdamW, classifier lr constant (Sbailò & Ghiringhelli)", head="lpc", head_kwargs={},
-                loss="ce+0.01*lpc", loss_kwargs={}, gamma_schedule="lpc-paper", gamma_schedule_term="lpc",
+                loss="ce+0.01*lpc", loss_kwargs={}, gamma_schedule="lpc-paper", gamma_pace="auto",
+                gamma_schedule_term="lpc",
                 activation="silu", optimizer="adamw", lr=1e-3, weight_decay=5e-4,
                 constant_lr_groups=["classifier"]),
         _preset("linpen", "LPC ablation: linear bottleneck, CE only (LinPen)", head="lpc", head_kwargs={},
                 loss="ce", loss_kwargs={}, gamma_schedule=None, activation="silu", optimizer="adamw", lr=1e-3,
                 weight_decay=5e-4, constant_lr_groups=["classifier"]),
-        _preset("dl2pa", "DL2PA: fixed hyperspherical prototypes, (1 − cos)² alignment, Hungarian re-assignment "
-                "once per epoch (Saadabadi et al. 2024)", head="prototypes", head_kwargs={}, loss="proto_align",
-                loss_kwargs={}, reassign_every=1),
+        _preset("dl2pa", "DL2PA: fixed hyperspherical prototypes, (1 − cos)² alignment, first assignment against "
+                "the class means of the first batch, Hungarian re-assignment once per epoch (Saadabadi et al. 2024)",
+                head="prototypes", head_kwargs={}, loss="proto_align", loss_kwargs={}, reassign_every=1),
         _preset("hpn", "HPN: fixed hyperspherical prototypes with a fixed label assignment (Mettes et al. 2019)",
-                head="prototypes", head_kwargs={"method": "hpn"}, loss="proto_align", loss_kwargs={},
-                reassign_every=0),
+                head="prototypes", head_kwargs={"method": "hpn", "initial_assignment": "identity"},
+                loss="proto_align", loss_kwargs={}, reassign_every=0),
         _preset("etf", "fixed simplex-ETF classifier + dot-regression on normalise(BN(h)) (Yang et al. 2022)",
                 head="etf", head_kwargs={"batch_norm": True, "normalize": True}, loss="dot_regression",
                 loss_kwargs={}),

@@ -69,6 +69,9 @@ def epoch_record(trainer: Any, pl_module: Any) -> dict[str, float]:
         source = trainer.callback_metrics
     out = {}
     for key, value in source.items():
+        if isinstance(value, list):  # e.g. DL2PA's `dl2pa/assignment` (metrics.json; a quoted cell in the CSV)
+            out[str(key)] = list(value)
+            continue
         v = _float(value)
         if v is not None:
             out[str(key)] = v
