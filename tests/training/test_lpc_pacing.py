@@ -131,3 +131,27 @@ def test_classifier_lr_gets_its_own_group(tmp_path):
     assert groups["classifier"]["lr"] == 0.5 and groups["backbone"]["lr"] == cfg.lr
     assert groups["classifier"]["scheduled"] is False  # the lpc preset holds the classifier's lr constant
     assert {id(p) for p in groups["classifier"]["params"]} == {id(net.head.weight)}
+
+
+def test_recipe_head_kwargs_survive_an_objective_with_the_same_head():
+    from neuralcollapse.training.presets import apply_objective
+    from neuralcollapse.training.recipes import recipe_config
+
+    recipe = recipe_config("lpc-digits-mlp")
+    assert recipe.head_kwargs == {"latent_dim": 16}
+    assert apply_objective(recipe, "lpc").head_kwargs == {"latent_dim": 16}
+    assert apply_objective(recipe, "linpen").head_kwargs == {"latent_dim": 16}
+    ce = apply_objective(recipe, "ce")  # another head: its options reset; no lpc term: no γ schedule
+    assert (ce.head, ce.head_kwargs, ce.gamma_schedule) == ("linear", {}, None)
+    validate_config(ce)
+
+
+def test_cosine_from_a_start_epoch():
+    from neuralcollapse.training.optim import lr_factor
+
+    cfg = TrainConfig(schedule="cosine", cosine_start=600, epochs=900)
+    assert lr_factor(cfg, 0) == lr_factor(cfg, 599) == lr_factor(cfg, 600) == 1.0
+    assert lr_factor(cfg, 750) == pytest.approx(0.5)
+    assert lr_factor(cfg, 900) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match=r"`cosine_start` must be below `epochs`"):
+        validate_config(TrainConfig(schedule="cosine", cosine_start=10, epochs=10))

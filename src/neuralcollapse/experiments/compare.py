@@ -115,13 +115,13 @@ def _folder_name(objective: str) -> str:
 
 def _base_config(settings: CompareSettings, objective: str, seed: int) -> Any:
     from ..training.config import TrainConfig, apply_settings, merge_settings, validate_config
-    from ..training.presets import expand_objective
+    from ..training.presets import apply_objective
     from ..training.recipes import recipe_settings
 
     config = TrainConfig()
     if settings.recipe:
         config = merge_settings(config, recipe_settings(settings.recipe), source=f"recipe {settings.recipe!r}")
-    config = merge_settings(config, expand_objective(objective), source=f"objective {objective!r}")
+    config = apply_objective(config, objective)
     shared = {k: v for k, v in (("dataset", settings.dataset), ("model", settings.model),
                                 ("epochs", settings.epochs)) if v is not None}
     config = merge_settings(config, shared, source="compare settings")

@@ -365,7 +365,7 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
     flags ← ``--set``; with ``--resume`` the run's saved config ← the flags that may change on resume, and
     ``resume`` is True (continue ``last.ckpt``) or the checkpoint file given (e.g. ``prev.ckpt``)."""
     from .config import TrainConfig, apply_settings, merge_settings, validate_config
-    from .presets import expand_objective
+    from .presets import apply_objective
     from .recipes import recipe_settings
 
     args = dict(vars(argv_args) if isinstance(argv_args, argparse.Namespace) else argv_args)
@@ -406,7 +406,7 @@ def build_train_config(argv_args: argparse.Namespace | dict[str, Any]) -> tuple[
     if "recipe" in args:
         config = merge_settings(config, recipe_settings(args["recipe"]), source=f"recipe {args['recipe']!r}")
     if "objective" in args:
-        config = merge_settings(config, expand_objective(args["objective"]), source=f"objective {args['objective']!r}")
+        config = apply_objective(config, args["objective"])
     if flags:
         config = merge_settings(config, flags, source="command-line flags")
         if "loss" in flags and "objective" not in args:

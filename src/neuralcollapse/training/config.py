@@ -155,6 +155,8 @@ class TrainConfig:
     schedule_interval: str = "epoch"
     #: cosine end value as a fraction of the base lr.
     min_lr_factor: float = 0.0
+    #: first epoch of the cosine decay (constant lr before; the current LPC reference decays from epoch 200).
+    cosine_start: float = 0.0
     warmup_epochs: float = 0.0
     #: absolute lr at the start of the linear warm-up (it ends at the schedule's value at the warm-up end).
     warmup_start_lr: float = 0.0
@@ -488,6 +490,9 @@ def validate_config(config: TrainConfig, *, registries: bool = True) -> TrainCon
     _check_number(c.weight_decay, "weight_decay", low=0.0)
     _check_number(c.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
     _check_number(c.min_lr_factor, "min_lr_factor", low=0.0, high=1.0)
+    _check_number(c.cosine_start, "cosine_start", low=0.0)
+    if c.cosine_start >= c.epochs:
+        raise ValueError(f"`cosine_start` must be below `epochs` ({c.epochs}); got {c.cosine_start}")
     _check_number(c.warmup_epochs, "warmup_epochs", low=0.0)
     _check_number(c.warmup_start_lr, "warmup_start_lr", low=0.0)
     _check_number(c.val_fraction, "val_fraction", low=0.0, high=1.0, high_open=True)

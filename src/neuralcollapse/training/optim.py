@@ -44,8 +44,12 @@ def _schedule_factor(config: TrainConfig, t: float) -> float:
         return 1.0
     if config.schedule == "multistep":
         return config.lr_decay ** sum(1 for m in config.milestones if m <= t)
+    # cosine over [cosine_start, epochs], constant before (the current LPC reference: cosine from epoch 200)
     f_min = config.min_lr_factor
-    return f_min + (1.0 - f_min) * 0.5 * (1.0 + math.cos(math.pi * min(t, config.epochs) / config.epochs))
+    start = float(getattr(config, "cosine_start", 0.0) or 0.0)
+    span = config.epochs - start
+    frac = min(max(t - start, 0.0), span) / span
+    return f_min + (1.0 - f_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def lr_factor(config: TrainConfig, progress: float, *, base_lr: float | None = None) -> float:
@@ -55,6 +59,9 @@ def lr_factor(config: TrainConfig, progress: float, *, base_lr: float | None = N
         >>> cfg = TrainConfig(schedule="multistep", milestones=[2, 4], lr_decay=0.1, epochs=6)
         >>> [round(lr_factor(cfg, e), 4) for e in (0, 1.9, 2, 4.5)]
         [1.0, 1.0, 0.1, 0.01]
+        >>> late = TrainConfig(schedule="cosine", cosine_start=6, epochs=10)
+        >>> [round(lr_factor(late, e), 4) for e in (0, 5, 6, 8, 10)]
+        [1.0, 1.0, 1.0, 0.5, 0.0]
     """
     t = progress if config.schedule_interval == "step" else math.floor(progress)
     factor = _schedule_factor(config, t)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OBJECTIVES", "ObjectivePreset", "expand_objective", "objective_names"]
+__all__ = ["OBJECTIVES", "ObjectivePreset", "apply_objective", "expand_objective", "objective_names"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,34 @@ def expand_objective(name: str) -> dict[str, Any]:
             f"(terms: {', '.join(TERMS.names())}; e.g. 'focal+0.1*occe')"
         ) from None
     return {"head": "linear", "head_kwargs": {}, "loss": name.strip(), "loss_kwargs": {}, "objective": None}
+
+
+def apply_objective(config: Any, name: str) -> Any:
+    """``config`` with the objective ``name`` applied (:func:`expand_objective` over it).
+
+    A preset's ``head_kwargs`` reset the head's options when it changes the head; when the config (e.g. a recipe)
+    already uses the preset's head, the config's ``head_kwargs`` are kept and the preset's own entries merged over
+    them — so ``--recipe lpc-digits-mlp --objective lpc`` keeps the recipe's bottleneck width. An objective
+    without the term a recipe's γ schedule drives drops the schedule (``--recipe lpc-digits-mlp --objective ce``).
+
+    Example:
+        >>> from neuralcollapse.training.config import TrainConfig
+        >>> apply_objective(TrainConfig(head="lpc", head_kwargs={"latent_dim": 16}), "lpc").head_kwargs
+        {'latent_dim': 16}
+        >>> apply_objective(TrainConfig(head="cosine", head_kwargs={"temperature": 0.1}), "lpc").head_kwargs
+        {}
+    """
+    from .config import merge_settings
+
+    settings = expand_objective(name)
+    if settings.get("head") == config.head and "head_kwargs" in settings:
+        settings["head_kwargs"] = {**config.head_kwargs, **settings["head_kwargs"]}
+    if "gamma_schedule" not in settings and config.gamma_schedule is not None and "loss" in settings:
+        # a recipe's γ schedule drives one term; an objective without that term has no schedule to follow
+        from ..losses import TERMS, parse_objective
+
+        terms = {term for term, _ in parse_objective(settings["loss"])}
+        if TERMS.resolve(config.gamma_schedule_term) not in terms:
+            settings["gamma_schedule"] = None
+    return merge_settings(config, settings, source=f"objective {name!r}")
+
