@@ -8,8 +8,8 @@ classifier W (K×d), the cross-entropy/penalty balance fixes the logit margin th
 Below q ≈ 1 the margin vanishes, the latent collapses onto a single point and the accuracy falls to chance. Under
 AdamW ‖w_row‖ grows about linearly in optimizer steps, so a γ schedule paced faster than the classifier can grow
 drives q down. :class:`LPCDiagnostics` logs γ, ‖w_row‖, ‖h‖, q and the median training logit margin every epoch,
-extrapolates ‖w_row‖ linearly in steps over the rest of the run, and warns once when the schedule will drive q
-below 1 (``lpc/q_forecast_min``).
+extrapolates ‖w_row‖ linearly in steps over the next 10 % of the run (at least 5 epochs), and warns once when the
+schedule will drive q below 1 there (``lpc/q_forecast_min``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from lightning.pytorch.callbacks import Callback
 
 from .callbacks import GammaScheduleCallback, _head, _record
 
-__all__ = ["Q_WARN_BELOW", "LPCDiagnostics", "penalty_balance"]
+__all__ = ["FORECAST_HORIZON", "Q_WARN_BELOW", "LPCDiagnostics", "penalty_balance"]
 
 #: q below which the logit margin is too small to hold the classes apart (measured on digits: failure sets in at
 #: q ≈ 0.3–1 in every run).
 Q_WARN_BELOW = 1.0
 
-# Points at which the remaining run is checked for the q forecast.
+# Points at which the forecast horizon is checked.
 _FORECAST_POINTS = 256
+
+#: Fraction of the run (at least 5 epochs) over which q is forecast.
+FORECAST_HORIZON = 0.1
 
 
 def penalty_balance(weight: torch.Tensor, gamma: float) -> float:
@@ -54,8 +57,8 @@ class LPCDiagnostics(Callback):
     Logged keys: ``lpc/gamma``, ``lpc/w_row_norm`` (mean row norm of the classifier), ``lpc/latent_norm`` (mean
     ‖h‖ over the epoch's training batches), ``lpc/q`` (:func:`penalty_balance`), ``lpc/margin_median`` (median
     over the epoch's training samples of z_y − max_{k≠y} z_k; rank 0's samples under DDP) and
-    ``lpc/q_forecast_min`` (the smallest q over the rest of the run, with ‖w_row‖ extrapolated linearly in
-    optimizer steps from the last epoch's growth).
+    ``lpc/q_forecast_min`` (the smallest q over the next :data:`FORECAST_HORIZON` of the run, at least 5
+    epochs, with ‖w_row‖ extrapolated linearly in optimizer steps from the last epoch's growth).
 
     Args:
         gamma: the run's :class:`~neuralcollapse.training.callbacks.GammaScheduleCallback` (None: no schedule;
@@ -116,12 +119,15 @@ class LPCDiagnostics(Callback):
         return float(schedule(int(step // max(steps_per_epoch, 1.0)) + 1))
 
     def forecast_min_q(self, trainer: Any, weight: torch.Tensor, rate: float) -> tuple[float, int, float]:
-        """(smallest forecast q, at which step, γ there) over the rest of the run, ‖w_row‖ growing by ``rate``
+        """(smallest forecast q, at which step, γ there) over the forecast horizon, ‖w_row‖ growing by ``rate``
         per optimizer step."""
         total = int(trainer.estimated_stepping_batches)
         now = int(trainer.global_step)
         epochs = max(int(trainer.max_epochs or 1), 1)
         steps_per_epoch = total / epochs
+        # ‖w_row‖ grows faster as γ rises (the CE gradient on W grows as the margin shrinks), so a linear
+        # extrapolation is pessimistic far ahead: look only a short horizon ahead.
+        total = min(total, now + max(int(FORECAST_HORIZON * total), int(5 * steps_per_epoch), 1))
         norm = float(weight.detach().double().norm(dim=1).mean())
         d = weight.shape[1]
         best = (math.inf, now, 0.0)
