@@ -162,6 +162,23 @@ def test_state_dict_from_before_the_warm_up_buffers_loads():
     assert fresh.observed.all() and int(fresh.num_updates) == 0
 
 
+def test_checkpoint_without_projection_loads_as_trained():
+    """A head saved when `projection` defaulted to off at dim == in_features is rebuilt without one."""
+    old = HypersphericalPrototypeHead(4, 3, steps=20, projection=False)
+    state = {k: v for k, v in old.state_dict().items() if k not in ("observed", "num_updates", "assignment_pending")}
+    new = HypersphericalPrototypeHead(4, 3, steps=20)
+    assert new.projection is not None
+    with pytest.warns(UserWarning, match=r"no projection layer .* loaded without one, as it was trained"):
+        new.load_state_dict(state)
+    assert new.projection is None
+    h = torch.randn(5, 4)
+    torch.testing.assert_close(new(h).logits, old(h).logits, rtol=0, atol=0)
+    wrapped = torch.nn.Sequential(HypersphericalPrototypeHead(4, 3, steps=20))  # under a prefix, as in a model
+    with pytest.warns(UserWarning, match=r"no projection layer"):
+        wrapped.load_state_dict({f"0.{k}": v for k, v in state.items()})
+    assert wrapped[0].projection is None
+
+
 def test_class_means_assignment_moves_to_the_right_prototypes_and_equals_brute_force():
     """Features whose class means sit nearest to other prototypes than the initial (identity) ones: the first
     solve must move them, and to the best of all K! assignments."""

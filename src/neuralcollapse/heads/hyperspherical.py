@@ -13,6 +13,7 @@ call ``head.reassign()``. The loss is the ``prototype`` term (Σ_i(1 − cos(f_i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -209,6 +210,15 @@ class HypersphericalPrototypeHead(Head):
         if prefix + "assignment" in state_dict:
             for name, value in defaults.items():
                 state_dict.setdefault(prefix + name, value)
+            if self.projection is not None and not any(k.startswith(prefix + "projection.") for k in state_dict):
+                # written before the projection became the default at dim == in_features: load it as trained
+                warnings.warn(
+                    "this prototype-head checkpoint has no projection layer (written before `projection` defaulted "
+                    "to on); it is loaded without one, as it was trained",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self.projection = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
