@@ -269,13 +269,14 @@ def test_set_merges_mappings_into_the_preset():
     from neuralcollapse.training.presets import OBJECTIVES
 
     hpn = parse("--objective", "hpn", "--set", "head_kwargs={dim: 3}")
-    assert hpn.head_kwargs == {"method": "hpn", "dim": 3}  # HPN stays HPN (it became DL2PA when replaced)
+    # HPN stays HPN (it became DL2PA when replaced): its prototypes and its fixed assignment are kept
+    assert hpn.head_kwargs == {"method": "hpn", "initial_assignment": "identity", "dim": 3}
     dl2pa = parse("--objective", "dl2pa", "--set", "head_kwargs={dim: 3}")
     assert dl2pa.head_kwargs == {**OBJECTIVES["dl2pa"].settings["head_kwargs"], "dim": 3}
     assert hpn.head_kwargs != dl2pa.head_kwargs
     # later --set wins key by key; null empties the mapping first, so this replaces it
     assert parse("--objective", "hpn", "--set", "head_kwargs={dim: 3}", "--set", "head_kwargs={dim: 5}"
-                 ).head_kwargs == {"method": "hpn", "dim": 5}
+                 ).head_kwargs == {"method": "hpn", "initial_assignment": "identity", "dim": 5}
     assert parse("--objective", "hpn", "--set", "head_kwargs=null", "--set", "head_kwargs={dim: 3}"
                  ).head_kwargs == {"dim": 3}
     # loss_kwargs merge per term
@@ -289,7 +290,7 @@ def test_compare_set_merges_the_same_way():
     from neuralcollapse.experiments.compare import CompareSettings, _base_config
 
     cfg = _base_config(CompareSettings(objectives=["hpn"], overrides={"head_kwargs": {"dim": 3}}), "hpn", 0)
-    assert cfg.head_kwargs == {"method": "hpn", "dim": 3}
+    assert cfg.head_kwargs == {"method": "hpn", "initial_assignment": "identity", "dim": 3}
 
 
 # ------------------------------------------------------------------------------------ library = CLI
