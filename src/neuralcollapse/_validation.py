@@ -33,6 +33,7 @@ __all__ = [
     "check_same_length",
     "check_tensor",
     "data_checks_enabled",
+    "finite_or_none",
     "validation",
 ]
 
@@ -275,3 +276,18 @@ def warn_percentile_fraction(value: float, name: str) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)`` when it is a finite number, else None (for JSON summaries that must not hold NaN/inf).
+
+    Example:
+        >>> finite_or_none("0.5"), finite_or_none(float("nan")), finite_or_none(None)
+        (0.5, None, None)
+    """
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+

@@ -91,12 +91,20 @@ _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _check_count(value: Any, name: str, minimum: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be an int ({what}); got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum} ({what}); got {value}")
+    return int(value)
+
+
 def _check_epoch(epoch: Any, name: str = "epoch") -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
-        raise TypeError(f"`{name}` must be an int (1-indexed epoch); got {type(epoch).__name__}")
-    if epoch < 1:
-        raise ValueError(f"`{name}` must be >= 1 (epochs are 1-indexed); got {epoch}")
-    return int(epoch)
+    return _check_count(epoch, name, 1, "1-indexed epoch")
+
+
+def _check_step(step: Any, name: str = "step") -> int:
+    return _check_count(step, name, 0, "optimizer steps taken, 0-indexed")
 
 
 def _check_nonnegative(value: Any, name: str) -> float:
@@ -384,14 +392,6 @@ class GammaSchedule:
 
 #: Guard for :meth:`GammaSchedule.final_epoch` on schedules that grow very slowly.
 _MAX_SCHEDULE_EPOCHS = 10_000_000
-
-
-def _check_step(step: Any, name: str = "step") -> int:
-    if isinstance(step, bool) or not isinstance(step, int | np.integer):
-        raise TypeError(f"`{name}` must be an int (optimizer steps taken, 0-indexed); got {type(step).__name__}")
-    if step < 0:
-        raise ValueError(f"`{name}` must be >= 0; got {step}")
-    return int(step)
 
 
 def auto_period(

@@ -292,12 +292,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 # ================================================================================================ data
@@ -719,6 +713,8 @@ def _register_synthetic() -> str:
 
 
 def _history_checks(history: list[dict[str, Any]], num_classes: int) -> dict[str, Any]:
+    from .._validation import finite_or_none as _finite_or_none
+
     last = history[-1] if history else {}
     losses = [row.get(key) for row in history for key in ("train/loss", "test/loss")]
     nc_keys = [key for key in ("test_nc/nc1", "train_nc/nc1") if key in last]

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import finite_or_none as _finite_or_none
+
 __all__ = ["ANALYSIS_ARRAYS", "ANALYSIS_FILE", "add_ood", "analyze_missing", "analyze_run", "boundary_fraction",
            "relative_logit_spread"]
 
@@ -42,12 +44,6 @@ HISTOGRAM_SAMPLES = 20_000
 BOUNDARY_STEPS = 12
 
 
-def _finite_or_none(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _pca_2d(x: torch.Tensor) -> np.ndarray:
