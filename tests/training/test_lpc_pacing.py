@@ -77,8 +77,9 @@ def test_step_paced_run_logs_the_balance(tmp_path):
 def test_a_schedule_that_outruns_the_classifier_warns(tmp_path):
     fast = {"kind": "geometric", "gamma0": 1.0, "factor": 10.0, "gamma_max": 1e9}
     cfg = _config(tmp_path, "fast", epochs=3, gamma_schedule=fast, gamma_pace=1)
-    with pytest.warns(UserWarning, match=r"LPC: q = ‖w_row‖²·d/γ falls below 1"):
+    with pytest.warns(UserWarning, match=r"LPC: q = ‖w_row‖²·d/γ falls below 1") as caught:
         result = fit(cfg)
+    assert any("median training logit margin fell" in str(w.message) for w in caught)
     assert result.history[1]["lpc/q_forecast_min"] < 1
     assert result.metrics["lpc/q"] < 1
 
@@ -100,7 +101,7 @@ def test_auto_pace_is_resolved_once_and_kept_on_resume(tmp_path):
     resumed = fit(cfg.replace(epochs=3), resume=True)
     assert {r["gamma/period_steps"] for r in _rows(resumed.run_dir)} == {1}
     cb = LPCDiagnostics(None)
-    assert cb.state_dict() == {"warned": False, "previous": None}
+    assert cb.state_dict() == {"warned": False, "margin_warned": False, "previous": None}
 
 
 @pytest.mark.parametrize(

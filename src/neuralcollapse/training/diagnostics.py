@@ -9,7 +9,9 @@ Below q ≈ 1 the margin vanishes, the latent collapses onto a single point and 
 AdamW ‖w_row‖ grows about linearly in optimizer steps, so a γ schedule paced faster than the classifier can grow
 drives q down. :class:`LPCDiagnostics` logs γ, ‖w_row‖, ‖h‖, q and the median training logit margin every epoch,
 extrapolates ‖w_row‖ linearly in steps over the next 10 % of the run (at least 5 epochs), and warns once when the
-schedule will drive q below 1 there (``lpc/q_forecast_min``).
+schedule will drive q below 1 there (``lpc/q_forecast_min``). The threshold on q depends on the data (failure set
+in at q ≈ 0.3–1 on digits, at q ≈ 3 on Fashion-MNIST), so it also warns once when the median training margin falls
+below :data:`MARGIN_WARN_BELOW` nats.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 
 from .callbacks import GammaScheduleCallback, _head, _record
 
-__all__ = ["FORECAST_HORIZON", "Q_WARN_BELOW", "LPCDiagnostics", "penalty_balance"]
+__all__ = ["FORECAST_HORIZON", "MARGIN_WARN_BELOW", "Q_WARN_BELOW", "LPCDiagnostics", "penalty_balance"]
 
 #: q below which the logit margin is too small to hold the classes apart (measured on digits: failure sets in at
 #: q ≈ 0.3–1 in every run).
@@ -31,6 +33,9 @@ Q_WARN_BELOW = 1.0
 
 # Points at which the forecast horizon is checked.
 _FORECAST_POINTS = 256
+
+#: Median training margin (nats) below which the run warns: the classes are being squeezed together.
+MARGIN_WARN_BELOW = 0.5
 
 #: Fraction of the run (at least 5 epochs) over which q is forecast.
 FORECAST_HORIZON = 0.1
@@ -76,6 +81,7 @@ class LPCDiagnostics(Callback):
         self.gamma = gamma
         self.term = term
         self.warned = False
+        self.margin_warned = False
         self._previous: tuple[int, float] | None = None
         self._reset()
 
@@ -177,13 +183,26 @@ class LPCDiagnostics(Callback):
                     UserWarning,
                     stacklevel=2,
                 )
+        margin = values.get("lpc/margin_median")
+        if (not self.margin_warned and margin is not None and margin < MARGIN_WARN_BELOW and gamma > 0
+                and trainer.is_global_zero):
+            # q's threshold depends on the data (≈ 1 on digits, ≈ 3 on Fashion-MNIST); the margin is the direct sign
+            self.margin_warned = True
+            warnings.warn(
+                f"LPC: the median training logit margin fell to {margin:.3g} nats at γ = {gamma:g} (q = "
+                f"{values.get('lpc/q', math.inf):.3g}): the penalty is squeezing the classes together (docs/methods.md "
+                "§6.2). Pace γ more slowly, cap it lower, or raise the classifier's learning rate.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._previous = (step, norm)
         _record(pl_module, values)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"warned": self.warned, "previous": self._previous}
+        return {"warned": self.warned, "margin_warned": self.margin_warned, "previous": self._previous}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.warned = bool(state_dict.get("warned", False))
+        self.margin_warned = bool(state_dict.get("margin_warned", False))
         previous = state_dict.get("previous")
         self._previous = None if previous is None else (int(previous[0]), float(previous[1]))
