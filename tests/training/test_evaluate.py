@@ -78,3 +78,27 @@ def test_osr_flag_needs_an_open_set_run(tmp_path):
                           model_kwargs={"hidden": [16]}, out=str(tmp_path / "closed")))
     with pytest.raises(ValueError, match="--osr needs a run trained on known classes"):
         evaluate_checkpoint(run.run_dir, osr=True)
+
+
+def test_a_detector_with_non_finite_scores_is_skipped_not_fatal(osr_run, monkeypatch):
+    """One detector overflowing on one sample (seen with an LPC head on Fashion-MNIST) is listed under
+    ``ood_skipped`` with the count; the other detectors are still evaluated."""
+    from neuralcollapse import ood
+    from neuralcollapse.ood.base import Detector, Requires
+    from neuralcollapse.training.evaluation import evaluate_checkpoint
+
+    class OneNaN(Detector):
+        requires = Requires(fit=(), score=("logits",))
+
+        def _score(self, *, logits):
+            s = logits.amax(dim=1).clone()
+            s[0] = float("nan")
+            return s
+
+    name = "test_one_nan"
+    OneNaN.name = name
+    # registered for this test only (the registry is process-wide)
+    monkeypatch.setitem(ood.DETECTORS._entries, name, OneNaN)
+    report = evaluate_checkpoint(osr_run.run_dir, ood=["gaussian"], detectors=["msp", name], device="cpu")
+    assert set(report["ood"]) == {"msp"}
+    assert "non-finite scores for 1 of" in report["ood_skipped"][name]

@@ -148,7 +148,11 @@ def _detector_scores(names: Sequence[str], module: Any, train: Representations, 
             for split, (rep, inputs) in splits.items():
                 s = det.score(features=rep["features"], logits=rep["logits"],
                               inputs=module.normalize(module.prepare_input(inputs.to(module.device))))
-                scores[name][split] = s.detach().float().cpu()
+                s = s.detach().float().cpu()
+                bad = int((~torch.isfinite(s)).sum())
+                if bad:  # one detector's overflow must not take the whole evaluation down, nor enter a mean
+                    raise ValueError(f"non-finite scores for {bad} of {s.numel()} samples of the {split} split")
+                scores[name][split] = s
         except (ValueError, TypeError) as err:  # a detector that does not apply to this head / feature space
             skipped[name] = str(err)
             scores.pop(name, None)
