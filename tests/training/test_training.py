@@ -40,7 +40,13 @@ def test_head_family_learns(tmp_path, objective, changes):
     assert math.isfinite(m["train/loss"]) and math.isfinite(m["test/loss"])
     assert 0 <= m["test_nc/nc1"] < 5 and "train_nc/nc1" in m
     if objective == "lpc":
-        assert m["gamma/lpc"] == pytest.approx(0.01 * 1.05)  # lpc-paper schedule at epoch 2
+        # lpc-paper paced automatically in optimizer steps: γ of the last step under the period it chose
+        from neuralcollapse.schedules import GammaSchedule, auto_period
+
+        period = auto_period(GammaSchedule.from_preset("lpc-paper"), int(m["step"]))
+        assert m["gamma/period_steps"] == period
+        assert m["gamma/lpc"] == pytest.approx(GammaSchedule.from_preset("lpc-paper").with_period(period).at_step(
+            int(m["step"]) - 1))
     if objective == "dl2pa":
         assert 0 <= m["dl2pa/reassigned"] <= 10
 
