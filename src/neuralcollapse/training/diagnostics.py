@@ -10,8 +10,8 @@ AdamW ‖w_row‖ grows about linearly in optimizer steps, so a γ schedule pace
 drives q down. :class:`LPCDiagnostics` logs γ, ‖w_row‖, ‖h‖, q and the median training logit margin every epoch,
 extrapolates ‖w_row‖ linearly in steps over the next 10 % of the run (at least 5 epochs), and warns once when the
 schedule will drive q below 1 there (``lpc/q_forecast_min``). The threshold on q depends on the data (failure set
-in at q ≈ 0.3–1 on digits, at q ≈ 3 on Fashion-MNIST), so it also warns once when the median training margin falls
-below :data:`MARGIN_WARN_BELOW` nats.
+in at q ≈ 0.3–1 on digits, at q ≈ 3 on Fashion-MNIST), so it also warns once when the median training margin,
+having reached twice :data:`MARGIN_WARN_BELOW`, falls below it.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class LPCDiagnostics(Callback):
         self.term = term
         self.warned = False
         self.margin_warned = False
+        self._best_margin = -math.inf
         self._previous: tuple[int, float] | None = None
         self._reset()
 
@@ -184,8 +185,12 @@ class LPCDiagnostics(Callback):
                     stacklevel=2,
                 )
         margin = values.get("lpc/margin_median")
-        if (not self.margin_warned and margin is not None and margin < MARGIN_WARN_BELOW and gamma > 0
-                and trainer.is_global_zero):
+        if margin is not None:
+            self._best_margin = max(self._best_margin, margin)
+        # only a margin that *fell* (after the classes had been held apart) is the penalty's doing; early in
+        # training the margin is small anyway
+        if (not self.margin_warned and margin is not None and margin < MARGIN_WARN_BELOW
+                and self._best_margin >= 2 * MARGIN_WARN_BELOW and gamma > 0 and trainer.is_global_zero):
             # q's threshold depends on the data (≈ 1 on digits, ≈ 3 on Fashion-MNIST); the margin is the direct sign
             self.margin_warned = True
             warnings.warn(
@@ -199,10 +204,12 @@ class LPCDiagnostics(Callback):
         _record(pl_module, values)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"warned": self.warned, "margin_warned": self.margin_warned, "previous": self._previous}
+        return {"warned": self.warned, "margin_warned": self.margin_warned, "best_margin": self._best_margin,
+                "previous": self._previous}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.warned = bool(state_dict.get("warned", False))
         self.margin_warned = bool(state_dict.get("margin_warned", False))
+        self._best_margin = float(state_dict.get("best_margin", -math.inf))
         previous = state_dict.get("previous")
         self._previous = None if previous is None else (int(previous[0]), float(previous[1]))
