@@ -43,8 +43,8 @@ ntce()  { run ntce "ntce,nonl,normface" "${CNN[@]}" --osr-known 0 --deepfool-sam
 # The `lpc` preset resets the γ schedule, so it is set again; LinPen (no penalty) runs into its own folder.
 lpc()   { run lpc lpc --recipe lpc-fashionmnist-mlp --osr-known 0 --set 'gamma_schedule={preset: lpc-paper, gamma_max: 100000.0}'
           run linpen linpen --recipe lpc-fashionmnist-mlp --osr-known 0; }
-# Fixed prototypes at d >= K - 1: DL2PA and the fixed ETF (d < K and HPN: docs/reproductions/dl2pa-fashion).
-dl2pa() { run dl2pa "dl2pa,etf" "${CNN[@]}" --osr-known 0 --deepfool-samples 0; }
+# Fixed prototypes at d >= K - 1: DL2PA, HPN, the fixed ETF (d < K: docs/reproductions/dl2pa-fashion).
+dl2pa() { run dl2pa "dl2pa,hpn,etf" "${CNN[@]}" --osr-known 0 --deepfool-samples 0; }
 
 paper=${1:-all}
 shift || true
