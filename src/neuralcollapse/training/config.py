@@ -676,13 +676,12 @@ def describe_gamma_pacing(config: TrainConfig, *, train_size: int | None = None)
     ``train_size`` defaults to the size of the run's training split (the data are loaded to count it)."""
     if config.gamma_schedule is None:
         return "γ schedule: none (constant term weights)"
-    if train_size is None:
-        from .datamodule import CollapseDataModule
+    from .datamodule import CollapseDataModule, train_batches_per_epoch
 
+    if train_size is None:
         train_size = CollapseDataModule(config).load().train_size
-    per_rank = math.ceil(train_size / max(int(config.devices) if str(config.devices).isdigit() else 1, 1))
-    steps_per_epoch = max(per_rank // config.batch_size, 1) if per_rank % config.batch_size == 1 else max(
-        math.ceil(per_rank / config.batch_size), 1)
+    world = max(int(config.devices), 1) if str(config.devices).isdigit() else 1
+    steps_per_epoch = train_batches_per_epoch(train_size, config.batch_size, world)
     if isinstance(config.limit_train_batches, int) and not isinstance(config.limit_train_batches, bool):
         steps_per_epoch = min(steps_per_epoch, config.limit_train_batches)
     schedule, auto = paced_gamma_schedule(config)

@@ -19,7 +19,7 @@ from torch import Tensor
 from .config import TrainConfig
 from .network import DataInfo
 
-__all__ = ["CollapseDataModule", "DataUnavailableError", "load_data"]
+__all__ = ["CollapseDataModule", "DataUnavailableError", "load_data", "train_batches_per_epoch"]
 
 #: Fixed seed of the evaluation loaders' order (shuffled so that no batch holds a single class).
 EVAL_ORDER_SEED = 1234
@@ -87,6 +87,24 @@ def load_data(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         # class-stratified (largest-remainder quotas) and seeded: a small subset keeps every class's share
         splits = splits.subset_train(stratified_subset(splits.train_y, config.train_subset, seed=config.seed))
     return splits, extras
+
+
+def _drops_last_batch(per_rank: int, batch_size: int) -> bool:
+    # A final batch of one sample would break batch normalisation; drop it only then.
+    return per_rank % batch_size == 1
+
+
+def train_batches_per_epoch(train_size: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimizer steps per epoch of the (not class-balanced) training loader on each of ``world_size`` ranks.
+
+    Example:
+        >>> train_batches_per_epoch(1347, 64), train_batches_per_epoch(129, 64)
+        (22, 2)
+    """
+    per_rank = -(-train_size // world_size)
+    if _drops_last_batch(per_rank, batch_size):
+        return max(per_rank // batch_size, 1)
+    return max(-(-per_rank // batch_size), 1)
 
 
 def data_info(splits: Any, extras: dict[str, Any]) -> DataInfo:
@@ -199,10 +217,8 @@ class CollapseDataModule(L.LightningDataModule):
         if cfg.class_balanced:
             loader = self._balanced_loader(x, y)
         else:
-            # A final batch of one sample would break batch normalisation; drop it only then.
             _, world = self._world()
-            per_rank = -(-len(y) // world)
-            drop_last = per_rank % cfg.batch_size == 1
+            drop_last = _drops_last_batch(-(-len(y) // world), cfg.batch_size)
             loader = self._loader(x, y, batch_size=cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.seed)
         loader.set_epoch(self._epoch)
         self._train_loader = loader

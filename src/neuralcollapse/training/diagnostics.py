@@ -52,8 +52,15 @@ def penalty_balance(weight: torch.Tensor, gamma: float) -> float:
         raise ValueError(f"`weight` must be (K, d); got shape {tuple(weight.shape)}")
     if gamma < 0 or not math.isfinite(gamma):
         raise ValueError(f"`gamma` must be finite and >= 0; got {gamma}")
-    norm = float(weight.detach().double().norm(dim=1).mean())
-    return math.inf if gamma == 0 else norm * norm * weight.shape[1] / gamma
+    return _balance(_mean_row_norm(weight), weight.shape[1], gamma)
+
+
+def _mean_row_norm(weight: torch.Tensor) -> float:
+    return float(weight.detach().double().norm(dim=1).mean())
+
+
+def _balance(norm: float, dim: int, gamma: float) -> float:
+    return math.inf if gamma == 0 else norm * norm * dim / gamma
 
 
 class LPCDiagnostics(Callback):
@@ -119,15 +126,13 @@ class LPCDiagnostics(Callback):
 
     def _gamma_at(self, step: int, steps_per_epoch: float) -> float | None:
         schedule = None if self.gamma is None else self.gamma.schedule
-        if schedule is None:
+        if not hasattr(schedule, "value"):
             return None
-        if getattr(schedule, "unit", "epoch") == "step":
-            return float(schedule.at_step(step))
-        return float(schedule(int(step // max(steps_per_epoch, 1.0)) + 1))
+        return float(schedule.value(epoch=int(step // max(steps_per_epoch, 1.0)) + 1, step=step))
 
-    def forecast_min_q(self, trainer: Any, weight: torch.Tensor, rate: float) -> tuple[float, int, float]:
-        """(smallest forecast q, at which step, γ there) over the forecast horizon, ‖w_row‖ growing by ``rate``
-        per optimizer step."""
+    def forecast_min_q(self, trainer: Any, norm: float, dim: int, rate: float) -> tuple[float, int, float]:
+        """(smallest forecast q, at which step, γ there) over the forecast horizon, the classifier's mean row norm
+        ``norm`` (width ``dim``) growing by ``rate`` per optimizer step."""
         total = int(trainer.estimated_stepping_batches)
         now = int(trainer.global_step)
         epochs = max(int(trainer.max_epochs or 1), 1)
@@ -135,8 +140,6 @@ class LPCDiagnostics(Callback):
         # ‖w_row‖ grows faster as γ rises (the CE gradient on W grows as the margin shrinks), so a linear
         # extrapolation is pessimistic far ahead: look only a short horizon ahead.
         total = min(total, now + max(int(FORECAST_HORIZON * total), int(5 * steps_per_epoch), 1))
-        norm = float(weight.detach().double().norm(dim=1).mean())
-        d = weight.shape[1]
         best = (math.inf, now, 0.0)
         if total <= now:
             return best
@@ -145,8 +148,7 @@ class LPCDiagnostics(Callback):
             gamma = self._gamma_at(step, steps_per_epoch)
             if gamma is None or gamma <= 0:
                 continue
-            grown = norm + max(rate, 0.0) * (step - now)
-            q = grown * grown * d / gamma
+            q = _balance(norm + max(rate, 0.0) * (step - now), dim, gamma)
             if q < best[0]:
                 best = (q, step, gamma)
         return best
@@ -157,18 +159,18 @@ class LPCDiagnostics(Callback):
         if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
             return
         gamma = self._current_gamma(pl_module)
-        norm = float(weight.detach().double().norm(dim=1).mean())
+        norm = _mean_row_norm(weight)
         values = {"lpc/gamma": gamma, "lpc/w_row_norm": norm}
         if self._latent_count:
             values["lpc/latent_norm"] = self._latent_sum / self._latent_count
         if self._margins:
             values["lpc/margin_median"] = float(torch.cat(self._margins).median())
         if gamma > 0:
-            values["lpc/q"] = penalty_balance(weight, gamma)
+            values["lpc/q"] = _balance(norm, weight.shape[1], gamma)
         step = int(trainer.global_step)
         if self._previous is not None and step > self._previous[0]:
             rate = (norm - self._previous[1]) / (step - self._previous[0])
-            q_min, at_step, gamma_there = self.forecast_min_q(trainer, weight, rate)
+            q_min, at_step, gamma_there = self.forecast_min_q(trainer, norm, weight.shape[1], rate)
             if math.isfinite(q_min):
                 values["lpc/q_forecast_min"] = q_min
             current = values.get("lpc/q", math.inf)

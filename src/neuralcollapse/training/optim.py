@@ -46,7 +46,7 @@ def _schedule_factor(config: TrainConfig, t: float) -> float:
         return config.lr_decay ** sum(1 for m in config.milestones if m <= t)
     # cosine over [cosine_start, epochs], constant before (the current LPC reference: cosine from epoch 200)
     f_min = config.min_lr_factor
-    start = float(getattr(config, "cosine_start", 0.0) or 0.0)
+    start = float(config.cosine_start)
     span = config.epochs - start
     frac = min(max(t - start, 0.0), span) / span
     return f_min + (1.0 - f_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
@@ -123,9 +123,8 @@ def build_optimizer(
         lr: base lr (default :func:`effective_lr` with the config's batch size).
     """
     lr = config.lr if lr is None else float(lr)
-    classifier_lr = getattr(config, "classifier_lr", None)
-    if classifier_lr is not None:
-        classifier_lr = float(classifier_lr) * lr / config.lr if config.lr else float(classifier_lr)
+    # the classifier's own lr is scaled like the base lr (config.lr > 0 is validated)
+    classifier_lr = None if config.classifier_lr is None else float(config.classifier_lr) * lr / config.lr
     groups = _param_groups(net, head, config.constant_lr_groups, lr, classifier_lr)
     for group in groups:
         group["lr"] = group["base_lr"]
